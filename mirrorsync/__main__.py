@@ -1,0 +1,5 @@
+"""``python -m mirrorsync``."""
+
+from mirrorsync.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The sync engine: drift detection, sync, reports. No click, no paramiko here."""

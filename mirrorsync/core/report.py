@@ -1,0 +1,170 @@
+"""The outcome of a run: per-member status, the exit code it implies, text and JSON output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mirrorsync.core.diff import Difference, Kind
+from mirrorsync.exitcodes import ExitStatus
+
+
+class MemberStatus(StrEnum):
+    """Per-member status in reports (a contract: README "Output")."""
+
+    IN_SYNC = "in_sync"
+    DRIFT = "drift"
+    SYNCED = "synced"
+    UNREACHABLE = "unreachable"
+    ERROR = "error"
+
+
+class Outcome(StrEnum):
+    """The last line of text output; also ``outcome`` in JSON."""
+
+    IN_SYNC = "IN_SYNC"
+    DRIFT = "DRIFT"
+    SYNCED = "SYNCED"
+    PARTIAL = "PARTIAL"
+    ERROR = "ERROR"
+
+
+@dataclass
+class MemberReport:
+    """What happened to one member."""
+
+    name: str
+    role: str | None = None
+    version: str | None = None
+    status: MemberStatus | None = None
+    differences: list[Difference] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "version": self.version,
+            "status": self.status.value if self.status else None,
+            "error": self.error,
+            "differences": [d.as_dict() for d in self.differences],
+        }
+
+
+@dataclass
+class MirrorReport:
+    """What happened to one mirror."""
+
+    mirror: str
+    action: str
+    members: list[MemberReport]
+    primary: str | None = None
+    refusal: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def member(self, name: str) -> MemberReport:
+        """The report of member ``name``."""
+        return next(m for m in self.members if m.name == name)
+
+    @property
+    def outcome(self) -> Outcome:
+        """Error beats partial beats drift; SYNCED if a sync changed anything."""
+        statuses = {m.status for m in self.members}
+        if self.refusal is not None or MemberStatus.ERROR in statuses or None in statuses:
+            return Outcome.ERROR
+        if MemberStatus.UNREACHABLE in statuses:
+            return Outcome.PARTIAL
+        if MemberStatus.DRIFT in statuses:
+            return Outcome.DRIFT
+        if MemberStatus.SYNCED in statuses:
+            return Outcome.SYNCED
+        return Outcome.IN_SYNC
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """The exit code this outcome maps to (README "Exit codes")."""
+        return _EXIT[self.outcome]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form (README "JSON output")."""
+        return {
+            "mirror": self.mirror,
+            "action": self.action,
+            "primary": self.primary,
+            "outcome": self.outcome.value,
+            "exit_code": int(self.exit_status),
+            "refusal": self.refusal,
+            "warnings": list(self.warnings),
+            "members": [m.as_dict() for m in self.members],
+        }
+
+
+_EXIT = {
+    Outcome.IN_SYNC: ExitStatus.OK,
+    Outcome.SYNCED: ExitStatus.OK,
+    Outcome.DRIFT: ExitStatus.DRIFT,
+    Outcome.PARTIAL: ExitStatus.PARTIAL,
+    Outcome.ERROR: ExitStatus.ERROR,
+}
+
+
+def combined_outcome(reports: Sequence[MirrorReport]) -> Outcome:
+    """The outcome of several mirrors: the most severe one."""
+    order = [Outcome.ERROR, Outcome.PARTIAL, Outcome.DRIFT, Outcome.SYNCED, Outcome.IN_SYNC]
+    outcomes = {r.outcome for r in reports}
+    return next(o for o in order if o in outcomes)
+
+
+def render_json(reports: Sequence[MirrorReport]) -> str:
+    """One JSON document: the mirror object itself, or ``{"outcome", "mirrors": [...]}``."""
+    if len(reports) == 1:
+        return json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=False)
+    outcome = combined_outcome(reports)
+    document = {
+        "outcome": outcome.value,
+        "exit_code": int(_EXIT[outcome]),
+        "mirrors": [r.as_dict() for r in reports],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+_KIND_TEXT = {
+    Kind.ADDED: "missing on member (on primary only)",
+    Kind.REMOVED: "extra on member (not on primary)",
+    Kind.CHANGED: "differs from primary",
+}
+_MAX_LISTED = 50
+
+
+def render_text(reports: Sequence[MirrorReport]) -> str:
+    """A per-member summary; the last line is the outcome word."""
+    out: list[str] = []
+    for report in reports:
+        out.append(f"mirror {report.mirror}: {report.action}, primary {report.primary or '-'}")
+        if report.refusal:
+            out.append(f"  REFUSED: {report.refusal}")
+        for warning in report.warnings:
+            out.append(f"  warning: {warning}")
+        for member in report.members:
+            role = member.role or "?"
+            version = f" IRIS {member.version}" if member.version else ""
+            status = member.status.value if member.status else "not handled"
+            line = f"  {member.name} ({role}{version}): {status}"
+            if member.differences:
+                line += f", {len(member.differences)} record(s) differ"
+            out.append(line)
+            if member.error:
+                out.append(f"    {member.error}")
+            for difference in member.differences[:_MAX_LISTED]:
+                out.append(
+                    f"    {difference.kind.value:<8} ^{difference.global_name}"
+                    f"({difference.key_text})  {_KIND_TEXT[difference.kind]}"
+                )
+            if len(member.differences) > _MAX_LISTED:
+                hidden = len(member.differences) - _MAX_LISTED
+                out.append(f"    ... and {hidden} more (use --format json for all)")
+    out.append(combined_outcome(reports).value)
+    return "\n".join(out)

@@ -1,0 +1,61 @@
+"""Run one framed script through ``iris session`` on a member and return its payload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mirrorsync.iris import scripts
+from mirrorsync.iris.frames import parse_frame
+
+
+class CommandOutput(Protocol):
+    """What a runner returns (``mirrorsync.ssh.CommandResult`` satisfies it)."""
+
+    @property
+    def exit_status(self) -> int: ...
+    @property
+    def stdout(self) -> bytes: ...
+    @property
+    def stderr(self) -> bytes: ...
+
+
+class CommandRunner(Protocol):
+    """Runs a command on the member with stdin and a hard deadline."""
+
+    def run(self, argv: Sequence[str], *, stdin: bytes = b"", timeout: float) -> CommandOutput: ...
+
+
+@dataclass(frozen=True)
+class IrisTerminal:
+    """``iris session INSTANCE -U NAMESPACE`` on one member.
+
+    ``credentials`` is called for each session so the password is read as late as possible and
+    lives only in the stdin bytes of that one call.
+    """
+
+    runner: CommandRunner
+    member: str
+    iris_command: str
+    instance: str
+    namespace: str
+    timeout: float
+    credentials: Callable[[], tuple[str, str]] | None = None
+
+    def execute(self, build: Callable[[str], str], *, what: str) -> list[str]:
+        """Build a one-line script with a fresh token, run it, return its frame payload."""
+        token = scripts.new_token()
+        line = build(token)
+        login = self.credentials() if self.credentials is not None else None
+        result = self.runner.run(
+            scripts.session_argv(self.iris_command, self.instance, self.namespace),
+            stdin=scripts.session_input([line], login),
+            timeout=self.timeout,
+        )
+        output = result.stdout.decode("utf-8", errors="replace")
+        if result.exit_status != 0 and not output.strip():
+            # Nothing from IRIS at all: say what the shell said (e.g. "iris: not found").
+            error = result.stderr.decode("utf-8", errors="replace").strip()[-300:]
+            output = f"exit status {result.exit_status}: {error or '(no output)'}"
+        return parse_frame(output, token, what=f"{self.member}: {what}")
