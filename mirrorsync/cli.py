@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -120,7 +119,10 @@ def drift(config_path: Path | None, mirror_names: tuple[str, ...], output_format
     Exit 0 in sync, 2 drift, 3 some members unreachable, 1 error or refusal.
     """
     config = _load(config_path)
-    _emit(run_mirrors(config, _select(config, mirror_names), _connector(config), "drift"), output_format)
+    _emit(
+        run_mirrors(config, _select(config, mirror_names), _connector(config), "drift"),
+        output_format,
+    )
 
 
 @main_group.command()
@@ -142,7 +144,10 @@ def sync(
     """
     config = _load(config_path)
     action = "drift" if dry_run else "sync"
-    _emit(run_mirrors(config, _select(config, mirror_names), _connector(config), action), output_format)
+    _emit(
+        run_mirrors(config, _select(config, mirror_names), _connector(config), action),
+        output_format,
+    )
 
 
 @main_group.group("config")

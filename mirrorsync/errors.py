@@ -42,7 +42,7 @@ class TransferError(TransportError):
 
 
 class IrisError(MirrorsyncError):
-    """IRIS answered, but not with what we asked for (error status, missing frame, login refused)."""
+    """IRIS answered, but not as asked (error status, missing frame, login refused)."""
 
 
 class IrisLoginError(IrisError):

@@ -4,8 +4,8 @@ from mirrorsync.config.load import DEFAULT_CONFIG_PATH, load_config, validate_co
 from mirrorsync.config.model import (
     Config,
     Credentials,
-    ItemSettings,
     IrisSettings,
+    ItemSettings,
     MemberConfig,
     MirrorConfig,
     RetrySettings,

@@ -72,7 +72,9 @@ def format_subscript(value: str) -> str:
     return "_".join(pieces)
 
 
-def record_key(global_name: str, subscripts: Subscripts, index_globals: frozenset[str]) -> Subscripts:
+def record_key(
+    global_name: str, subscripts: Subscripts, index_globals: frozenset[str]
+) -> Subscripts:
     """The record a node belongs to.
 
     Data and stream globals are keyed by their first subscript (the ID, e.g. the ClientId);

@@ -133,7 +133,7 @@ class MirrorRun:
             for member in members:
                 try:
                     member.link.close()
-                except Exception as exc:  # noqa: BLE001 - closing must never mask the outcome
+                except Exception as exc:
                     log.warning("member.close_failed", member=member.config.name, error=str(exc))
             log.info(
                 "mirror.done",
@@ -206,28 +206,7 @@ class MirrorRun:
     def _choose_primary(self, report: MirrorReport, members: list[_Member]) -> _Member | None:
         probed = [m for m in members if m.probe is not None]
         primaries = [m for m in probed if m.report.role == Role.PRIMARY]
-        in_transition = [m for m in probed if m.report.role == Role.TRANSITION]
-        unreachable = [m.config.name for m in members if m.report.status is not None]
-        refusal = None
-        if in_transition:
-            names = ", ".join(m.config.name for m in in_transition)
-            refusal = (
-                f"member(s) in transition (failover member neither primary nor backup): {names}; "
-                "refusing to write anything until the mirror settles"
-            )
-        elif len(primaries) > 1:
-            names = ", ".join(m.config.name for m in primaries)
-            refusal = f"more than one member reports itself primary: {names}; refusing to write anything"
-        elif not primaries:
-            refusal = "no member reports itself primary"
-            if unreachable:
-                refusal += f" (not reachable or failed: {', '.join(unreachable)})"
-            refusal += "; refusing to write anything"
-        elif primaries[0].probe and primaries[0].probe.version_tuple[:2] >= FIRST_IRISSECURITY_VERSION:
-            refusal = (
-                f"the primary {primaries[0].config.name} runs IRIS {primaries[0].probe.version}, which "
-                "keeps OAuth2 in ^SECURITY (IRISSECURITY): not supported yet; nothing was written"
-            )
+        refusal = self._refusal(members, probed, primaries)
         if refusal is not None:
             report.refusal = refusal
             if primaries:
@@ -239,24 +218,56 @@ class MirrorRun:
             return None
         primary = primaries[0]
         report.primary = primary.config.name
-        if primary.probe and primary.probe.mirror_name and primary.probe.mirror_name != self.mirror.name:
+        said = primary.probe.mirror_name if primary.probe else ""
+        if said and said != self.mirror.name:
             report.warnings.append(
-                f"the primary says its mirror is {primary.probe.mirror_name!r}, "
-                f"configured as {self.mirror.name!r}"
+                f"the primary says its mirror is {said!r}, configured as {self.mirror.name!r}"
             )
         for member in probed:
-            if member is primary or member.probe is None:
-                continue
-            if member.report.role == Role.NOT_MEMBER:
-                member.report.status = MemberStatus.ERROR
-                member.report.error = "not a mirror member ($SYSTEM.Mirror.IsMember()=0); not touched"
-            elif member.probe.version_tuple[:2] >= FIRST_IRISSECURITY_VERSION:
-                member.report.status = MemberStatus.ERROR
-                member.report.error = (
-                    f"IRIS {member.probe.version} keeps OAuth2 in ^SECURITY (IRISSECURITY): "
-                    "not supported yet; not touched"
-                )
+            if member is not primary and member.probe is not None:
+                self._check_target(member, member.probe)
         return primary
+
+    def _refusal(
+        self, members: list[_Member], probed: list[_Member], primaries: list[_Member]
+    ) -> str | None:
+        """Why nothing may be written this run, or None."""
+        in_transition = [m.config.name for m in probed if m.report.role == Role.TRANSITION]
+        if in_transition:
+            return (
+                "member(s) in transition (failover member neither primary nor backup): "
+                f"{', '.join(in_transition)}; refusing to write anything until the mirror settles"
+            )
+        if len(primaries) > 1:
+            names = ", ".join(m.config.name for m in primaries)
+            return (
+                f"more than one member reports itself primary: {names}; refusing to write anything"
+            )
+        if not primaries:
+            failed = [m.config.name for m in members if m.report.status is not None]
+            reason = "no member reports itself primary"
+            if failed:
+                reason += f" (not reachable or failed: {', '.join(failed)})"
+            return reason + "; refusing to write anything"
+        probe = primaries[0].probe
+        if probe is not None and probe.version_tuple[:2] >= FIRST_IRISSECURITY_VERSION:
+            return (
+                f"the primary {primaries[0].config.name} runs IRIS {probe.version}, which keeps "
+                "OAuth2 in ^SECURITY (IRISSECURITY): not supported yet; nothing was written"
+            )
+        return None
+
+    def _check_target(self, member: _Member, probe: Probe) -> None:
+        """Mark members that must not be touched (not a member, unsupported version)."""
+        if member.report.role == Role.NOT_MEMBER:
+            member.report.status = MemberStatus.ERROR
+            member.report.error = "not a mirror member ($SYSTEM.Mirror.IsMember()=0); not touched"
+        elif probe.version_tuple[:2] >= FIRST_IRISSECURITY_VERSION:
+            member.report.status = MemberStatus.ERROR
+            member.report.error = (
+                f"IRIS {probe.version} keeps OAuth2 in ^SECURITY (IRISSECURITY): "
+                "not supported yet; not touched"
+            )
 
     def _discover(self, primary: _Member) -> Discovery:
         payload = primary.terminal.execute(
@@ -271,8 +282,11 @@ class MirrorRun:
             hint = ""
             similar = discovery.suggestions(name)
             if similar:
-                hint = f" (found {', '.join('^' + s for s in similar)}: global names are case-sensitive)"
-            report.warnings.append(f"^{name} does not exist on the primary {primary.config.name}{hint}")
+                found = ", ".join("^" + s for s in similar)
+                hint = f" (found {found}: global names are case-sensitive)"
+            report.warnings.append(
+                f"^{name} does not exist on the primary {primary.config.name}{hint}"
+            )
 
     def _read(self, member: _Member) -> dict[NodeKey, str]:
         def read() -> dict[NodeKey, str]:
@@ -293,7 +307,9 @@ class MirrorRun:
             self._fail(member, exc)
             return
         member.report.differences = compare(primary.readout, member.readout, self.index_globals)
-        member.report.status = MemberStatus.DRIFT if member.report.differences else MemberStatus.IN_SYNC
+        member.report.status = (
+            MemberStatus.DRIFT if member.report.differences else MemberStatus.IN_SYNC
+        )
         log.info(
             "member.compared",
             member=member.config.name,
@@ -309,7 +325,9 @@ class MirrorRun:
                 remote_dir = self._retrying_or_raise(
                     primary,
                     "make remote directory",
-                    lambda: primary.link.make_private_dir(self.mirror.remote_tmp_dir, "mirrorsync-"),
+                    lambda: primary.link.make_private_dir(
+                        self.mirror.remote_tmp_dir, "mirrorsync-"
+                    ),
                 )
                 local_file = self._export(primary, f"{remote_dir}/{EXPORT_FILE}", local_dir)
             except MirrorsyncError as exc:
@@ -341,7 +359,9 @@ class MirrorRun:
             after = self._read(primary)
             if after == primary.readout:
                 break
-            log.warning("primary.changed_during_export", member=primary.config.name, attempt=attempt)
+            log.warning(
+                "primary.changed_during_export", member=primary.config.name, attempt=attempt
+            )
             primary.readout = after
         else:
             raise IrisError("the primary kept changing during the export; try again later")
@@ -352,7 +372,9 @@ class MirrorRun:
                 remote_path, local_file, timeout=self.config.ssh.transfer_timeout
             ),
         )
-        log.info("primary.exported", member=primary.config.name, bytes=digest.size, sha256=digest.sha256)
+        log.info(
+            "primary.exported", member=primary.config.name, bytes=digest.size, sha256=digest.sha256
+        )
         return local_file
 
     def _exported_names(self, primary: _Member) -> list[str]:
@@ -380,7 +402,9 @@ class MirrorRun:
             on_member = {node[0] for node in member.readout}
             kill = [g for g in self.names if g in on_member and g not in on_primary]
             # Never retried: a repeated import is only safe once we have looked again.
-            member.terminal.execute(lambda token: scripts.load(token, remote_path, kill), what="import")
+            member.terminal.execute(
+                lambda token: scripts.load(token, remote_path, kill), what="import"
+            )
             log.info("member.imported", member=name)
             member.readout = self._read(member)
             remaining = compare(primary.readout, member.readout, self.index_globals)
@@ -412,7 +436,9 @@ class MirrorRun:
         try:
             member.link.remove_private_dir(remote_dir)
         except MirrorsyncError as exc:
-            log.warning("member.cleanup_failed", member=member.config.name, path=remote_dir, error=str(exc))
+            log.warning(
+                "member.cleanup_failed", member=member.config.name, path=remote_dir, error=str(exc)
+            )
 
     def _fail(self, member: _Member, exc: Exception, *, during_sync: bool = False) -> None:
         unreachable = (

@@ -138,8 +138,10 @@ def parse_readout(payload: Sequence[str], names: Sequence[str], what: str) -> di
             raise ProtocolError(f"{what}: unexpected line in read-out: {line[:80]!r}")
         depth = int(parts[2])
         if len(parts) != depth + 4:
-            raise ProtocolError(f"{what}: read-out line has {len(parts) - 4} subscripts, "
-                                f"expected {depth}: {line[:80]!r}")
+            raise ProtocolError(
+                f"{what}: read-out line has {len(parts) - 4} subscripts, "
+                f"expected {depth}: {line[:80]!r}"
+            )
         subscripts = tuple(decode_b64(part) for part in parts[3 : 3 + depth])
         key = (parts[1], subscripts)
         if key in nodes:

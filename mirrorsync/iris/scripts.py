@@ -129,7 +129,9 @@ def export(token: str, names: Sequence[str], path: str) -> str:
     if not names:
         raise ValueError("nothing to export")
     items = ",".join(f"{name}.GBL" for name in names)
-    return _status_checked(token, f'$SYSTEM.OBJ.Export({quote(items)},{quote(path)},"-d/diffexport")')
+    return _status_checked(
+        token, f'$SYSTEM.OBJ.Export({quote(items)},{quote(path)},"-d/diffexport")'
+    )
 
 
 def load(token: str, path: str, kill_names: Sequence[str] = ()) -> str:
