@@ -179,9 +179,7 @@ def lab_up_command(directory: Path, members: int, clients: int, seed: int) -> No
     from mirrorsync.lab.lab import lab_up
 
     info = lab_up(directory, members=members, clients=clients, seed=seed)
-    click.echo(f"lab is up in {directory}: config {info.config_path}")
-    for host in info.hosts:
-        click.echo(f"  {host.name}: {host.user}@{host.address} port {host.port}")
+    click.echo(info.describe())
 
 
 @lab_group.command("down")

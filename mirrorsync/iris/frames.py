@@ -62,7 +62,7 @@ def parse_frame(output: str, token: str, *, what: str) -> list[str]:
             continue
         if stripped.startswith("<<MS:"):
             raise ProtocolError(f"{what}: foreign sentinel inside the frame: {stripped[:80]}")
-        payload.append(line.rstrip())
+        payload.append(line)
     raise ProtocolError(f"{what}: result frame not terminated: {_tail(lines)}")
 
 

@@ -1,0 +1,200 @@
+"""End to end: the real CLI against the lab (real sshd per member, simulated IRIS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mirrorsync.lab.lab import LabInfo
+from mirrorsync.sim.host import SimHost, UserSpec
+
+CLIENT_D = "OAuth2.Server.ClientD"
+pytestmark = pytest.mark.lab
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed entry point as an operator (or cron) would."""
+    return subprocess.run(
+        [sys.executable, "-m", "mirrorsync", "--log-format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def member_home(lab: LabInfo, name: str) -> SimHost:
+    return SimHost(Path(next(m.iris_home for m in lab.members if m.name == name)))
+
+
+def client_records(host: SimHost) -> dict[str, str]:
+    """ClientId -> record value, straight from the simulator's store (not through mirrorsync)."""
+    return {str(subs[0]): value for subs, value in host.nodes(CLIENT_D) if len(subs) == 1}
+
+
+def all_nodes(host: SimHost, names: list[str]) -> dict[tuple[str, tuple[Any, ...]], str]:
+    return {(name, subs): value for name in names for subs, value in host.nodes(name)}
+
+
+ITEM_GLOBALS = [
+    "OAuth2.Server.ClientD",
+    "OAuth2.Server.ClientI",
+    "OAuth2.Server.ClientS",
+    "OAuth2.Client.MetaDataD",
+    "OAuth2.Client.MetaDataI",
+    "OAuth2.Client.MetaDataS",
+]
+
+
+def expected_client_drift(lab: LabInfo, member: str) -> dict[str, set[str]]:
+    primary = client_records(member_home(lab, "iris-a"))
+    other = client_records(member_home(lab, member))
+    return {
+        "added": set(primary) - set(other),
+        "removed": set(other) - set(primary),
+        "changed": {k for k in set(primary) & set(other) if primary[k] != other[k]},
+    }
+
+
+def reported_client_drift(document: dict[str, Any], member: str) -> dict[str, set[str]]:
+    report = next(m for m in document["members"] if m["name"] == member)
+    found: dict[str, set[str]] = {"added": set(), "removed": set(), "changed": set()}
+    for difference in report["differences"]:
+        if difference["global"] == CLIENT_D:
+            found[difference["kind"]].add(difference["key"][0])
+    return found
+
+
+def remote_leftovers() -> list[str]:
+    return sorted(p.name for p in Path("/tmp").glob("mirrorsync-*"))  # noqa: S108
+
+
+def test_drift_sync_drift_converges(lab: LabInfo) -> None:
+    """Drift lists exactly the seeded differences, sync fixes them, and drift then exits 0."""
+    before = remote_leftovers()
+    backup = expected_client_drift(lab, "iris-b")
+    assert (3, 1, 1) == (len(backup["added"]), len(backup["changed"]), len(backup["removed"]))
+
+    drift = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    assert 2 == drift.returncode, drift.stderr
+    document = json.loads(drift.stdout)
+    assert ("LABMIRROR", "iris-a", "DRIFT") == (
+        document["mirror"],
+        document["primary"],
+        document["outcome"],
+    )
+    statuses = {m["name"]: (m["role"], m["status"]) for m in document["members"]}
+    assert {
+        "iris-a": ("primary", "in_sync"),
+        "iris-b": ("backup", "drift"),
+        "iris-c": ("async", "drift"),
+    } == statuses
+    assert backup == reported_client_drift(document, "iris-b")
+    assert expected_client_drift(lab, "iris-c") == reported_client_drift(document, "iris-c")
+
+    sync = run_cli("sync", "-c", str(lab.config))
+    assert 0 == sync.returncode, sync.stdout + sync.stderr
+    assert "SYNCED" == sync.stdout.strip().splitlines()[-1]
+    primary_nodes = all_nodes(member_home(lab, "iris-a"), ITEM_GLOBALS)
+    for name in ("iris-b", "iris-c"):
+        assert primary_nodes == all_nodes(member_home(lab, name), ITEM_GLOBALS)
+
+    again = run_cli("drift", "-c", str(lab.config))
+    assert 0 == again.returncode, again.stdout + again.stderr
+    assert "IN_SYNC" == again.stdout.strip().splitlines()[-1]
+    assert before == remote_leftovers()
+    assert [] == list((Path(lab.directory) / "state" / "tmp").glob("*"))
+
+
+def test_two_primaries_refused(lab: LabInfo) -> None:
+    """With two members claiming primary, nothing is written and the run exits 1."""
+    member_home(lab, "iris-b").update_settings(mirror_status="PRIMARY")
+    snapshot = all_nodes(member_home(lab, "iris-c"), ITEM_GLOBALS)
+    result = run_cli("sync", "-c", str(lab.config), "--format", "json")
+    assert 1 == result.returncode
+    document = json.loads(result.stdout)
+    assert "more than one member reports itself primary: iris-a, iris-b" in document["refusal"]
+    assert snapshot == all_nodes(member_home(lab, "iris-c"), ITEM_GLOBALS)
+
+
+def test_no_primary_refused(lab: LabInfo) -> None:
+    """With no primary (e.g. mid-failover) the run refuses and exits 1."""
+    member_home(lab, "iris-a").update_settings(mirror_status="BACKUP")
+    member_home(lab, "iris-b").update_settings(mirror_status="TRANSITION")
+    result = run_cli("sync", "-c", str(lab.config))
+    assert 1 == result.returncode
+    assert "ERROR" == result.stdout.strip().splitlines()[-1]
+    assert "in transition" in result.stdout
+
+
+def test_unsupported_version_refused(lab: LabInfo) -> None:
+    """A 2025.2+ primary keeps OAuth2 in IRISSECURITY: a clear refusal, nothing written."""
+    member_home(lab, "iris-a").update_settings(
+        zv="IRIS for UNIX (Ubuntu Server LTS for x86-64) 2025.2 (Build 227U) Mon Jul 7 2025"
+    )
+    snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    result = run_cli("sync", "-c", str(lab.config))
+    assert 1 == result.returncode
+    assert "not supported yet" in result.stdout
+    assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+
+
+def test_member_down_is_partial(lab: LabInfo) -> None:
+    """A member whose sshd is down is unreachable; the others are synced; exit 3."""
+    from mirrorsync.lab.sshd import stop_sshd
+
+    down = next(m for m in lab.members if m.name == "iris-c")
+    stop_sshd(down.sshd_pid, Path(down.sshd_config))
+    config = yaml.safe_load(lab.config.read_text())
+    config["retry"] = {"attempts": 2, "initial_wait": 0.1, "max_wait": 0.2}
+    path = lab.directory / "fast-retry.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_cli("sync", "-c", str(path), "--format", "json")
+    assert 3 == result.returncode, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    statuses = {m["name"]: m["status"] for m in document["members"]}
+    assert {"iris-a": "in_sync", "iris-b": "synced", "iris-c": "unreachable"} == statuses
+    assert "PARTIAL" == document["outcome"]
+
+
+def test_unknown_host_key_refused(lab: LabInfo) -> None:
+    """A member whose host key is not pinned is refused (not treated as unreachable)."""
+    known = lab.known_hosts.read_text().splitlines()
+    lab.known_hosts.write_text("\n".join(line for line in known if "127.0.0.12" not in line) + "\n")
+    result = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    assert 1 == result.returncode
+    document = json.loads(result.stdout)
+    member = next(m for m in document["members"] if m["name"] == "iris-b")
+    assert "error" == member["status"]
+    assert "SHA256:" in member["error"]
+
+
+def test_login_with_credentials_keeps_secret_out_of_output(lab: LabInfo) -> None:
+    """With OS auth off, the password answers the prompt from an env var and appears nowhere."""
+    secret = "pw-Very-Secret-4711"
+    user = UserSpec.with_password(secret, roles=("%All",))
+    for member in lab.members:
+        member_home(lab, member.name).update_settings(os_auth=False, users={"mirrorsync": user})
+    config = yaml.safe_load(lab.config.read_text())
+    config["iris"] = {"credentials": {"username": "mirrorsync", "password_env": "MS_TEST_PW"}}
+    path = lab.directory / "with-login.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    wrong = run_cli("drift", "-c", str(path), "--format", "json", env={"MS_TEST_PW": "nope"})
+    assert 1 == wrong.returncode
+    assert "refused the login" in wrong.stdout
+
+    result = run_cli("sync", "-c", str(path), env={"MS_TEST_PW": secret})
+    assert 0 == result.returncode, result.stdout + result.stderr
+    for text in (result.stdout, result.stderr, wrong.stdout, wrong.stderr):
+        assert secret not in text
+    for log_file in Path(lab.directory).rglob("*.log"):
+        assert secret not in log_file.read_text(errors="replace")
