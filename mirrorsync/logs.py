@@ -30,6 +30,10 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     else:
         processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    # paramiko logs transport-thread noise through stdlib logging; mirrorsync's SSH layer turns
+    # every failure into an error of its own, so keep paramiko's records off the terminal.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -276,9 +276,12 @@ class MirrorRun:
         return parse_discovery(payload, f"{primary.config.name}: discover")
 
     def _warn_missing(self, report: MirrorReport, primary: _Member, discovery: Discovery) -> None:
+        extra = set(self.config.items.extra_globals)
         for name in self.names:
-            if discovery.data.get(name, 0) > 0 or name.endswith("S"):
-                continue  # stream globals exist only for classes with stream properties
+            if discovery.data.get(name, 0) > 0:
+                continue
+            if name not in extra and not name.endswith("D"):
+                continue  # index and stream globals exist only for classes that need them
             hint = ""
             similar = discovery.suggestions(name)
             if similar:

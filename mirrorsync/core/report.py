@@ -154,7 +154,8 @@ def render_text(reports: Sequence[MirrorReport]) -> str:
             status = member.status.value if member.status else "not handled"
             line = f"  {member.name} ({role}{version}): {status}"
             if member.differences:
-                line += f", {len(member.differences)} record(s) differ"
+                verb = "replaced" if member.status == MemberStatus.SYNCED else "differ"
+                line += f", {len(member.differences)} record(s) {verb}"
             out.append(line)
             if member.error:
                 out.append(f"    {member.error}")

@@ -77,6 +77,15 @@ def remote_leftovers() -> list[str]:
     return sorted(p.name for p in Path("/tmp").glob("mirrorsync-*"))  # noqa: S108
 
 
+def write_config(lab: LabInfo, name: str, change: dict[str, Any]) -> Path:
+    """A variant of the lab's config with top-level keys replaced."""
+    config = yaml.safe_load(lab.config.read_text())
+    config.update(change)
+    path = lab.directory / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_drift_sync_drift_converges(lab: LabInfo) -> None:
     """Drift lists exactly the seeded differences, sync fixes them, and drift then exits 0."""
     before = remote_leftovers()
@@ -153,10 +162,9 @@ def test_member_down_is_partial(lab: LabInfo) -> None:
 
     down = next(m for m in lab.members if m.name == "iris-c")
     stop_sshd(down.sshd_pid, Path(down.sshd_config))
-    config = yaml.safe_load(lab.config.read_text())
-    config["retry"] = {"attempts": 2, "initial_wait": 0.1, "max_wait": 0.2}
-    path = lab.directory / "fast-retry.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(
+        lab, "fast-retry.yaml", {"retry": {"attempts": 2, "initial_wait": 0.1, "max_wait": 0.2}}
+    )
     result = run_cli("sync", "-c", str(path), "--format", "json")
     assert 3 == result.returncode, result.stdout + result.stderr
     document = json.loads(result.stdout)
@@ -183,10 +191,8 @@ def test_login_with_credentials_keeps_secret_out_of_output(lab: LabInfo) -> None
     user = UserSpec.with_password(secret, roles=("%All",))
     for member in lab.members:
         member_home(lab, member.name).update_settings(os_auth=False, users={"mirrorsync": user})
-    config = yaml.safe_load(lab.config.read_text())
-    config["iris"] = {"credentials": {"username": "mirrorsync", "password_env": "MS_TEST_PW"}}
-    path = lab.directory / "with-login.yaml"
-    path.write_text(yaml.safe_dump(config))
+    credentials = {"username": "mirrorsync", "password_env": "MS_TEST_PW"}
+    path = write_config(lab, "with-login.yaml", {"iris": {"credentials": credentials}})
 
     wrong = run_cli("drift", "-c", str(path), "--format", "json", env={"MS_TEST_PW": "nope"})
     assert 1 == wrong.returncode
@@ -198,3 +204,56 @@ def test_login_with_credentials_keeps_secret_out_of_output(lab: LabInfo) -> None
         assert secret not in text
     for log_file in Path(lab.directory).rglob("*.log"):
         assert secret not in log_file.read_text(errors="replace")
+
+
+def test_hanging_iris_times_out(lab: LabInfo) -> None:
+    """A member whose `iris session` never answers is cut off at the deadline and reported."""
+    slow = lab.directory / "slow-iris"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    config = yaml.safe_load(lab.config.read_text())
+    config["ssh"]["command_timeout"] = 1.5
+    config["retry"] = {"attempts": 2, "initial_wait": 0.1, "max_wait": 0.1}
+    config["mirrors"][0]["members"][2]["iris_command"] = str(slow)
+    path = lab.directory / "slow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_cli("drift", "-c", str(path), "--format", "json")
+    assert 3 == result.returncode, result.stdout + result.stderr
+    member = next(m for m in json.loads(result.stdout)["members"] if m["name"] == "iris-c")
+    assert "unreachable" == member["status"]
+    assert member["error"].startswith("timed out")
+    retries = [json.loads(line) for line in result.stderr.splitlines() if "member.retry" in line]
+    assert [("iris-c", "probe", 1)] == [(r["member"], r["step"], r["attempt"]) for r in retries]
+
+
+def test_case_variant_global_is_named(lab: LabInfo) -> None:
+    """A configured global missing on the primary is warned about, naming its case variant."""
+    primary = member_home(lab, "iris-a")
+    for subscripts, value in primary.nodes("OAuth2.Client.MetaDataD"):
+        primary.set("OAuth2.Client.MetadataD", subscripts, value)
+    primary.kill("OAuth2.Client.MetaDataD")
+    result = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    warnings = json.loads(result.stdout)["warnings"]
+    assert [
+        "^OAuth2.Client.MetaDataD does not exist on the primary iris-a "
+        "(found ^OAuth2.Client.MetadataD: global names are case-sensitive)"
+    ] == warnings
+
+
+def test_config_from_environment_variable(lab: LabInfo) -> None:
+    """Without -c, $MIRRORSYNC_CONFIG names the config file."""
+    result = run_cli("drift", env={"MIRRORSYNC_CONFIG": str(lab.config)})
+    assert 2 == result.returncode, result.stderr
+    assert "DRIFT" == result.stdout.strip().splitlines()[-1]
+
+
+def test_primary_without_item_globals_is_not_copied(lab: LabInfo) -> None:
+    """An empty primary never empties the members: the sync is refused."""
+    primary = member_home(lab, "iris-a")
+    for name in ITEM_GLOBALS:
+        primary.kill(name)
+    snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    result = run_cli("sync", "-c", str(lab.config))
+    assert 1 == result.returncode
+    assert "refusing to empty the other members" in result.stdout
+    assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
