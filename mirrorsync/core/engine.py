@@ -20,6 +20,7 @@ import structlog
 import tenacity
 
 from mirrorsync.config.model import Config, MemberConfig, MirrorConfig
+from mirrorsync.core.backup import save_readout
 from mirrorsync.core.diff import compare
 from mirrorsync.core.report import MemberReport, MemberStatus, MirrorReport
 from mirrorsync.errors import (
@@ -401,6 +402,9 @@ class MirrorRun:
                     local_file, remote_path, timeout=self.config.ssh.transfer_timeout
                 ),
             )
+            # Keep what we replace: the member's current copy, saved locally before the import.
+            saved = save_readout(self.config.state_dir, self.mirror.name, name, member.readout)
+            log.info("member.backup_saved", member=name, path=str(saved), nodes=len(member.readout))
             on_primary = {node[0] for node in primary.readout}
             on_member = {node[0] for node in member.readout}
             kill = [g for g in self.names if g in on_member and g not in on_primary]

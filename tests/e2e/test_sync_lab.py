@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mirrorsync.core.backup import load_readout
 from mirrorsync.lab.lab import LabInfo
 from mirrorsync.sim.host import SimHost, UserSpec
 
@@ -74,7 +75,7 @@ def reported_client_drift(document: dict[str, Any], member: str) -> dict[str, se
 
 
 def remote_leftovers() -> list[str]:
-    return sorted(p.name for p in Path("/tmp").glob("mirrorsync-*"))  # noqa: S108
+    return sorted(p.name for p in Path("/tmp").glob("mirrorsync-*"))
 
 
 def write_config(lab: LabInfo, name: str, change: dict[str, Any]) -> Path:
@@ -109,9 +110,15 @@ def test_drift_sync_drift_converges(lab: LabInfo) -> None:
     assert backup == reported_client_drift(document, "iris-b")
     assert expected_client_drift(lab, "iris-c") == reported_client_drift(document, "iris-c")
 
+    old_backup = {
+        (g, tuple(str(x) for x in subs)): v
+        for (g, subs), v in all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS).items()
+    }
     sync = run_cli("sync", "-c", str(lab.config))
     assert 0 == sync.returncode, sync.stdout + sync.stderr
     assert "SYNCED" == sync.stdout.strip().splitlines()[-1]
+    (saved,) = (lab.directory / "state" / "backups" / "LABMIRROR" / "iris-b").glob("*.json")
+    assert old_backup == load_readout(saved)
     primary_nodes = all_nodes(member_home(lab, "iris-a"), ITEM_GLOBALS)
     for name in ("iris-b", "iris-c"):
         assert primary_nodes == all_nodes(member_home(lab, name), ITEM_GLOBALS)

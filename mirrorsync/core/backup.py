@@ -1,0 +1,88 @@
+"""Keep what a sync replaces: each member's read-out is saved before its import.
+
+The file holds every node of the member's item set exactly as read (values as Base64 of UTF-8,
+so any byte and character survives) with a SHA-256 of its content. Files are 0600 in 0700
+directories: they contain client secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from mirrorsync.iris.results import NodeKey
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def write_private_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (0600) via a temp file, fsync and rename: all or nothing."""
+    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def save_readout(state_dir: Path, mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> Path:
+    """Save ``nodes`` under ``state_dir/backups/MIRROR/MEMBER/`` and return the file."""
+    taken = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken))
+    records = [
+        {
+            "global": name,
+            "subscripts": list(subscripts),
+            "value_b64": base64.b64encode(value.encode("utf-8", "surrogatepass")).decode(),
+        }
+        for (name, subscripts), value in sorted(nodes.items())
+    ]
+    body = json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+    document = {
+        "format": 1,
+        "mirror": mirror,
+        "member": member,
+        "taken_at": taken,
+        "node_count": len(records),
+        "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(),
+        "nodes": records,
+    }
+    directory = _private_dir(state_dir / "backups" / mirror / member)
+    _private_dir(state_dir)
+    path = directory / f"{stamp}-{os.getpid()}.json"
+    write_private_atomically(path, json.dumps(document, ensure_ascii=False).encode("utf-8"))
+    return path
+
+
+def load_readout(path: Path) -> dict[NodeKey, str]:
+    """Read a saved read-out back (checking its SHA-256)."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    records = document["nodes"]
+    body = json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+    if hashlib.sha256(body.encode("utf-8")).hexdigest() != document["sha256"]:
+        raise ValueError(f"{path}: checksum mismatch, the backup is damaged")
+    return {
+        (r["global"], tuple(r["subscripts"])): base64.b64decode(r["value_b64"]).decode(
+            "utf-8", "surrogatepass"
+        )
+        for r in records
+    }
