@@ -1,0 +1,1 @@
+"""Tests of the IRIS simulator (mirrorsync.sim) and the $LIST codec."""
