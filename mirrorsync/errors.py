@@ -51,3 +51,7 @@ class IrisLoginError(IrisError):
 
 class ProtocolError(IrisError):
     """The output of ``iris session`` could not be parsed (missing or malformed frame)."""
+
+
+class RunAbandoned(MirrorsyncError):
+    """The run was asked to stop (deadline, signal) and stopped at a safe step boundary."""

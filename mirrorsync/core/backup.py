@@ -44,10 +44,8 @@ def write_private_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def save_readout(state_dir: Path, mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> Path:
-    """Save ``nodes`` under ``state_dir/backups/MIRROR/MEMBER/`` and return the file."""
+def _document(mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> tuple[float, bytes]:
     taken = time.time()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken))
     records = [
         {
             "global": name,
@@ -66,11 +64,45 @@ def save_readout(state_dir: Path, mirror: str, member: str, nodes: Mapping[NodeK
         "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(),
         "nodes": records,
     }
-    directory = _private_dir(state_dir / "backups" / mirror / member)
+    return taken, json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+def save_readout(state_dir: Path, mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> Path:
+    """Save ``nodes`` under ``state_dir/backups/MIRROR/MEMBER/`` and return the file."""
     _private_dir(state_dir)
-    path = directory / f"{stamp}-{os.getpid()}.json"
-    write_private_atomically(path, json.dumps(document, ensure_ascii=False).encode("utf-8"))
+    taken, data = _document(mirror, member, nodes)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken))
+    path = _private_dir(state_dir / "backups" / mirror / member) / f"{stamp}-{os.getpid()}.json"
+    write_private_atomically(path, data)
     return path
+
+
+def baseline_path(state_dir: Path, mirror: str) -> Path:
+    """Where the primary's read-out of the last fully successful sync is kept."""
+    return state_dir / "baselines" / f"{mirror}.json"
+
+
+def save_baseline(state_dir: Path, mirror: str, primary: str, nodes: Mapping[NodeKey, str]) -> Path:
+    """Record what every member held after a fully successful sync, and who was primary.
+
+    Later runs compare against it to tell a change made on the primary since then from one
+    made on a member outside mirrorsync, and to notice a failover.
+    """
+    _private_dir(state_dir)
+    _, data = _document(mirror, primary, nodes)
+    path = baseline_path(state_dir, mirror)
+    _private_dir(path.parent)
+    write_private_atomically(path, data)
+    return path
+
+
+def load_baseline(state_dir: Path, mirror: str) -> tuple[str, dict[NodeKey, str]] | None:
+    """(primary name, nodes) of the last fully successful sync, or None if there was none."""
+    path = baseline_path(state_dir, mirror)
+    if not path.exists():
+        return None
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return str(document["member"]), load_readout(path)
 
 
 def load_readout(path: Path) -> dict[NodeKey, str]:

@@ -20,14 +20,15 @@ import structlog
 import tenacity
 
 from mirrorsync.config.model import Config, MemberConfig, MirrorConfig
-from mirrorsync.core.backup import save_readout
+from mirrorsync.core.backup import save_baseline, save_readout
 from mirrorsync.core.diff import compare
-from mirrorsync.core.report import MemberReport, MemberStatus, MirrorReport
+from mirrorsync.core.report import MemberReport, MemberStatus, MirrorReport, Outcome
 from mirrorsync.errors import (
     HostKeyError,
     IrisError,
     MirrorsyncError,
     RemoteTimeoutError,
+    RunAbandoned,
     TransportError,
 )
 from mirrorsync.iris import scripts
@@ -72,6 +73,9 @@ class MemberLink(CommandRunner, Protocol):
 
 
 Connector = Callable[[MemberConfig], MemberLink]
+StopCheck = Callable[[], str | None]
+"""Returns a reason when the run must stop (deadline passed, SIGTERM), else None. Checked only
+at safe step boundaries: never inside an import, which IRIS runs as one Load call."""
 
 
 @dataclass
@@ -87,10 +91,18 @@ class _Member:
 class MirrorRun:
     """One drift or sync run over one mirror."""
 
-    def __init__(self, config: Config, mirror: MirrorConfig, connector: Connector) -> None:
+    def __init__(
+        self,
+        config: Config,
+        mirror: MirrorConfig,
+        connector: Connector,
+        *,
+        stop: StopCheck | None = None,
+    ) -> None:
         self.config = config
         self.mirror = mirror
         self.connector = connector
+        self.stop = stop
         self.names = config.items.global_names()
         self.index_globals = frozenset(n for n in self.names if n.endswith("I"))
 
@@ -98,29 +110,58 @@ class MirrorRun:
     def drift(self) -> MirrorReport:
         """Compare every member with the primary; change nothing."""
         with self._members("drift") as (report, members):
-            self._compare_all(report, members)
+            try:
+                self._compare_all(report, members)
+            except RunAbandoned as exc:
+                self._abandon(report, members, exc)
             return report
 
     def sync(self) -> MirrorReport:
         """Make every member hold exactly the primary's item set, verified by read-back."""
         with self._members("sync") as (report, members):
-            primary = self._compare_all(report, members)
-            if primary is None:
-                return report
-            targets = [m for m in members if m.report.status == MemberStatus.DRIFT]
-            if not targets:
-                return report
-            if not primary.readout:
-                report.refusal = (
-                    f"the primary {primary.config.name} holds none of the configured globals; "
-                    "refusing to empty the other members"
+            try:
+                self._sync(report, members)
+            except RunAbandoned as exc:
+                self._abandon(report, members, exc)
+            if report.outcome in (Outcome.SYNCED, Outcome.IN_SYNC) and report.primary:
+                primary = next(m for m in members if m.config.name == report.primary)
+                save_baseline(
+                    self.config.state_dir, self.mirror.name, report.primary, primary.readout
                 )
-                for member in targets:
-                    member.report.status = MemberStatus.ERROR
-                    member.report.error = "not synced: " + report.refusal
-                return report
-            self._sync_targets(report, primary, targets)
             return report
+
+    def _sync(self, report: MirrorReport, members: list[_Member]) -> None:
+        primary = self._compare_all(report, members)
+        if primary is None:
+            return
+        targets = [m for m in members if m.report.status == MemberStatus.DRIFT]
+        if not targets:
+            return
+        if not primary.readout:
+            report.refusal = (
+                f"the primary {primary.config.name} holds none of the configured globals; "
+                "refusing to empty the other members"
+            )
+            for member in targets:
+                member.report.status = MemberStatus.ERROR
+                member.report.error = "not synced: " + report.refusal
+            return
+        self._checkpoint("the export")
+        self._sync_targets(report, primary, targets)
+
+    def _abandon(self, report: MirrorReport, members: list[_Member], exc: RunAbandoned) -> None:
+        report.refusal = f"run abandoned at a safe step boundary: {exc}"
+        for member in members:
+            if member.report.status in (None, MemberStatus.DRIFT):
+                member.report.status = MemberStatus.ERROR
+                member.report.error = "not handled: run abandoned"
+        log.warning("mirror.abandoned", mirror=self.mirror.name, reason=str(exc))
+
+    def _checkpoint(self, before: str) -> None:
+        """Stop here if asked to: a safe boundary (no member is between kill and load)."""
+        reason = self.stop() if self.stop is not None else None
+        if reason:
+            raise RunAbandoned(f"{reason} (stopped before {before})")
 
     # ---------------------------------------------------------------- steps
     @contextmanager
@@ -161,6 +202,7 @@ class MirrorRun:
 
     def _compare_all(self, report: MirrorReport, members: list[_Member]) -> _Member | None:
         """Probe, find the one primary, read everything out, compare. Returns the primary."""
+        self._checkpoint("probing the members")
         self._parallel(members, self._probe)
         primary = self._choose_primary(report, members)
         if primary is None:
@@ -389,6 +431,7 @@ class MirrorRun:
         name = member.config.name
         remote_dir: str | None = None
         try:
+            self._checkpoint(f"the upload to {name}")
             remote_dir = self._retrying_or_raise(
                 member,
                 "make remote directory",
@@ -408,6 +451,7 @@ class MirrorRun:
             on_primary = {node[0] for node in primary.readout}
             on_member = {node[0] for node in member.readout}
             kill = [g for g in self.names if g in on_member and g not in on_primary]
+            self._checkpoint(f"the import on {name}")
             # Never retried: a repeated import is only safe once we have looked again.
             member.terminal.execute(
                 lambda token: scripts.load(token, remote_path, kill), what="import"

@@ -264,3 +264,42 @@ def test_primary_without_item_globals_is_not_copied(lab: LabInfo) -> None:
     assert 1 == result.returncode
     assert "refusing to empty the other members" in result.stdout
     assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+
+
+def test_stop_request_abandons_at_a_safe_boundary(lab: LabInfo) -> None:
+    """A stop request (deadline, SIGTERM) ends the run before the next step, touching nothing."""
+    from mirrorsync.cli import _connector
+    from mirrorsync.config import load_config
+    from mirrorsync.core.engine import MirrorRun
+
+    config = load_config(lab.config)
+    snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    asked: list[str] = []
+
+    def stop() -> str | None:
+        asked.append("checked")
+        return "deadline of 0s passed" if len(asked) > 1 else None
+
+    report = MirrorRun(config, config.mirrors[0], _connector(config), stop=stop).sync()
+    assert "ERROR" == report.outcome.value
+    assert report.refusal is not None
+    assert "stopped before the export" in report.refusal
+    assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    assert "not handled: run abandoned" == report.member("iris-b").error
+
+
+def test_successful_sync_records_baseline(lab: LabInfo) -> None:
+    """After a fully successful sync the primary's read-out and name are kept as the baseline."""
+    from mirrorsync.core.backup import load_baseline
+
+    assert None is load_baseline(lab.directory / "state", "LABMIRROR")
+    assert 0 == run_cli("sync", "-c", str(lab.config)).returncode
+    baseline = load_baseline(lab.directory / "state", "LABMIRROR")
+    assert baseline is not None
+    primary, nodes = baseline
+    assert "iris-a" == primary
+    expected = {
+        (g, tuple(str(x) for x in subs)): v
+        for (g, subs), v in all_nodes(member_home(lab, "iris-a"), ITEM_GLOBALS).items()
+    }
+    assert expected == nodes
