@@ -1,7 +1,7 @@
-"""Keep what a sync replaces: each member's read-out is saved before its import.
+"""Read-out documents on disk: snapshots' read-outs and the baseline of the last sync.
 
-The file holds every node of the member's item set exactly as read (values as Base64 of UTF-8,
-so any byte and character survives) with a SHA-256 of its content. Files are 0600 in 0700
+A document holds every node of an item set exactly as read (values as Base64 of UTF-8, so any
+byte and character survives) with a SHA-256 of its content. Files are 0600 in 0700
 directories: they contain client secrets.
 """
 
@@ -19,8 +19,16 @@ from pathlib import Path
 from mirrorsync.iris.results import NodeKey
 
 
-def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parents as 0700 (exports hold client secrets)."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)
     path.chmod(0o700)
     return path
 
@@ -44,7 +52,7 @@ def write_private_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-def _document(mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> tuple[float, bytes]:
+def document_bytes(mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> tuple[float, bytes]:
     taken = time.time()
     records = [
         {
@@ -54,7 +62,7 @@ def _document(mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> tuple[f
         }
         for (name, subscripts), value in sorted(nodes.items())
     ]
-    body = json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(records, separators=(",", ":"))
     document = {
         "format": 1,
         "mirror": mirror,
@@ -64,17 +72,7 @@ def _document(mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> tuple[f
         "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(),
         "nodes": records,
     }
-    return taken, json.dumps(document, ensure_ascii=False).encode("utf-8")
-
-
-def save_readout(state_dir: Path, mirror: str, member: str, nodes: Mapping[NodeKey, str]) -> Path:
-    """Save ``nodes`` under ``state_dir/backups/MIRROR/MEMBER/`` and return the file."""
-    _private_dir(state_dir)
-    taken, data = _document(mirror, member, nodes)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(taken))
-    path = _private_dir(state_dir / "backups" / mirror / member) / f"{stamp}-{os.getpid()}.json"
-    write_private_atomically(path, data)
-    return path
+    return taken, json.dumps(document).encode("ascii")
 
 
 def baseline_path(state_dir: Path, mirror: str) -> Path:
@@ -88,10 +86,10 @@ def save_baseline(state_dir: Path, mirror: str, primary: str, nodes: Mapping[Nod
     Later runs compare against it to tell a change made on the primary since then from one
     made on a member outside mirrorsync, and to notice a failover.
     """
-    _private_dir(state_dir)
-    _, data = _document(mirror, primary, nodes)
+    private_dir(state_dir)
+    _, data = document_bytes(mirror, primary, nodes)
     path = baseline_path(state_dir, mirror)
-    _private_dir(path.parent)
+    private_dir(path.parent)
     write_private_atomically(path, data)
     return path
 
@@ -109,7 +107,7 @@ def load_readout(path: Path) -> dict[NodeKey, str]:
     """Read a saved read-out back (checking its SHA-256)."""
     document = json.loads(path.read_text(encoding="utf-8"))
     records = document["nodes"]
-    body = json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(records, separators=(",", ":"))
     if hashlib.sha256(body.encode("utf-8")).hexdigest() != document["sha256"]:
         raise ValueError(f"{path}: checksum mismatch, the backup is damaged")
     return {
