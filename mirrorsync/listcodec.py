@@ -221,6 +221,14 @@ def is_valid(value: str) -> bool:
     return True
 
 
+def decode_or_none(value: str) -> list[ListItem] | None:
+    """Decode ``value`` as a ``$LIST``, or return None when it is not one (no guessing)."""
+    try:
+        return decode(value)
+    except ListFormatError:
+        return None
+
+
 def item_strings(value: str) -> list[str]:
     """Return each item's raw encoded substring (used by ``$LIST`` set and ``$LIST(x,a,b)``)."""
     data = to_bytes(value)

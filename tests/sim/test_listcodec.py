@@ -113,3 +113,61 @@ def test_round_trip(items: list[listcodec.ListItem]) -> None:
 def test_bytes_helpers_round_trip(data: bytes) -> None:
     """to_bytes(from_bytes(b)) is the identity (one char per byte)."""
     assert data == listcodec.to_bytes(listcodec.from_bytes(data))
+
+
+def test_negative_decimal_is_type_7() -> None:
+    """-2.5 is type 7: scale -1 (0xFF), then the mantissa -25 in offset form (256 - 25)."""
+    assert b"\x04\x07\xff\xe7" == listcodec.encode_bytes([Decimal("-2.5")])
+    assert [Decimal("-2.5")] == listcodec.decode_bytes(b"\x04\x07\xff\xe7")
+
+
+def test_multi_byte_negative_integer() -> None:
+    """-257 needs two bytes: -257 + 65536 = 65279 = 0xFEFF little-endian."""
+    assert b"\x04\x05\xff\xfe" == listcodec.encode_bytes([-257])
+
+
+def test_decoder_accepts_a_medium_header_on_a_short_item() -> None:
+    """A writer may use a longer header than needed; the body length still decides."""
+    assert ["abc", 7] == listcodec.decode_bytes(b"\x00\x04\x00\x01abc\x03\x04\x07")
+
+
+def test_undefined_and_empty_string_stay_distinct() -> None:
+    """$LB(,"") holds an undefined element then an empty string, and they decode differently."""
+    assert [None, ""] == listcodec.decode("\x01\x02\x01")
+
+
+def test_decode_or_none_refuses_to_guess() -> None:
+    """A plain string that is not a $LIST decodes to None instead of raising or guessing."""
+    assert (None, ["a"]) == (
+        listcodec.decode_or_none("https://x/cb"),
+        listcodec.decode_or_none("\x03\x01a"),
+    )
+
+
+_nested: st.SearchStrategy[list[object]] = st.recursive(
+    st.lists(st.one_of(st.none(), st.text(max_size=40), st.integers(-1000, 1000)), max_size=4),
+    lambda inner: st.lists(st.one_of(inner, st.text(max_size=10)), max_size=4),
+    max_leaves=20,
+)
+
+
+def _encode_nested(items: list[object]) -> str:
+    """Encode, turning every inner Python list into a nested $LIST string item."""
+    return listcodec.encode(
+        [_encode_nested(i) if isinstance(i, list) else i for i in items]  # type: ignore[misc]
+    )
+
+
+def _decode_nested(value: str, shape: list[object]) -> list[object]:
+    """Decode, descending into the items that ``shape`` says are nested lists."""
+    decoded = listcodec.decode(value)
+    return [
+        _decode_nested(str(item), expected) if isinstance(expected, list) else item
+        for item, expected in zip(decoded, shape, strict=True)
+    ]
+
+
+@given(_nested)
+def test_nested_lists_round_trip(items: list[object]) -> None:
+    """Nested lists (like RedirectURL inside a client record) survive encode then decode."""
+    assert items == _decode_nested(_encode_nested(items), items)
