@@ -1,0 +1,90 @@
+"""Commands for mirrorsync as a service: `daemon` and `status` (click only; added by cli.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mirrorsync.config import load_config
+from mirrorsync.config.load import default_config_path
+
+CONFIG_HELP = "Configuration file [default: $MIRRORSYNC_CONFIG or /etc/mirrorsync/config.yaml]."
+
+
+@click.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=CONFIG_HELP,
+)
+def daemon(config_path: Path | None) -> None:
+    """Run every mirror on its schedule until SIGTERM (the systemd service).
+
+    SIGHUP reloads the config (a bad one is reported, the old one keeps running). SIGTERM or
+    SIGINT stops at a safe step boundary and exits 0. Speaks systemd's notify protocol when
+    $NOTIFY_SOCKET is set.
+    """
+    from mirrorsync.cli import _connector
+    from mirrorsync.service.daemon import Daemon
+
+    path = config_path or default_config_path()
+    config = load_config(path)
+    raise SystemExit(Daemon(path.absolute(), config, _connector).serve())
+
+
+@click.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=CONFIG_HELP,
+)
+@click.option(
+    "--mirror",
+    "mirror_names",
+    multiple=True,
+    help="Only this mirror (repeatable) [default: every configured mirror].",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+def status(config_path: Path | None, mirror_names: tuple[str, ...], output_format: str) -> None:
+    """The last run of each mirror, how long ago, and whether it is stale (for monitoring).
+
+    Reads local state only. Exit 0 every mirror had a success within monitoring.stale_after,
+    4 at least one is stale (or never succeeded), 1 a state file is unreadable.
+    """
+    from mirrorsync.service import status as service_status
+
+    config = load_config(config_path or default_config_path())
+    mirrors = [config.mirror(n) for n in mirror_names] if mirror_names else list(config.mirrors)
+    statuses = service_status.collect(config, mirrors)
+    if output_format == "json":
+        click.echo(service_status.render_json(statuses))
+    else:
+        click.echo(service_status.render_text(config, statuses))
+    raise SystemExit(int(service_status.exit_status(statuses)))
+
+
+def lock_wait_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--lock-wait SECONDS`` for commands that take the mirror lock."""
+    return click.option(
+        "--lock-wait",
+        type=click.FloatRange(min=0),
+        default=0,
+        show_default=True,
+        metavar="SECONDS",
+        help="If another run holds a mirror's lock, wait this long for it; then exit 75.",
+    )(function)
