@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -10,14 +13,18 @@ import click
 import structlog
 
 from mirrorsync import __version__
+from mirrorsync.cli_doctor import doctor_command
+from mirrorsync.cli_hostkeys import hostkeys_group
+from mirrorsync.cli_service import daemon, lock_wait_option, status
 from mirrorsync.config import load_config
 from mirrorsync.config.load import default_config_path
 from mirrorsync.config.model import Config, MemberConfig, MirrorConfig
-from mirrorsync.core.engine import MemberLink, run_mirrors
-from mirrorsync.core.report import MirrorReport, combined_outcome, render_json, render_text
+from mirrorsync.core.engine import MemberLink, MirrorRun, run_mirrors
+from mirrorsync.core.report import MirrorReport, combined_outcome, render_json
 from mirrorsync.errors import ConfigError, MirrorsyncError
 from mirrorsync.exitcodes import ExitStatus
 from mirrorsync.logs import configure_logging
+from mirrorsync.service.lock import LockBusy, holding
 
 log = structlog.get_logger("mirrorsync.cli")
 
@@ -43,10 +50,20 @@ def _mirror_option(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _format_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    # Issue 5: --fail-on-drift rides along with --format (every reporting command has both);
+    # its value goes to ctx.meta, read by _emit, so command signatures stay unchanged.
+    function = click.option(
+        "--fail-on-drift/--no-fail-on-drift",
+        default=True,
+        show_default=True,
+        expose_value=False,
+        callback=lambda ctx, _param, value: ctx.meta.__setitem__("fail_on_drift", value),
+        help="Exit 2 when drift remains; --no-fail-on-drift exits 0 instead (for wrappers).",
+    )(function)
     return click.option(
         "--format",
         "output_format",
-        type=click.Choice(["text", "json"]),
+        type=click.Choice(["text", "json", "markdown"]),
         default="text",
         show_default=True,
         help="Report format on stdout; the last text line is the outcome word.",
@@ -81,46 +98,65 @@ def _load(config_path: Path | None) -> Config:
 def _select(config: Config, names: Sequence[str]) -> list[MirrorConfig]:
     if not names:
         return list(config.mirrors)
+    known = {mirror.name for mirror in config.mirrors}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.UsageError(
+            f"--mirror {unknown[0]}: no such mirror in the configuration "
+            f"(configured: {', '.join(sorted(known))})"
+        )
     return [config.mirror(name) for name in names]
 
 
 def _connector(config: Config) -> Callable[[MemberConfig], MemberLink]:
     # Imported here so that `config validate` and `--help` never load paramiko.
-    from mirrorsync.ssh import Endpoint, SshConnection, SshSettings
-
-    settings = SshSettings(
-        known_hosts=config.ssh.known_hosts,
-        connect_timeout=config.ssh.connect_timeout,
-        banner_timeout=config.ssh.banner_timeout,
-        auth_timeout=config.ssh.auth_timeout,
-    )
+    from mirrorsync.ssh.endpoints import member_connection
 
     def connect(member: MemberConfig) -> MemberLink:
-        endpoint = Endpoint(member.host, member.port, member.user, member.identity_file)
-        return SshConnection(endpoint, settings, name=member.name)
+        # Through the member's jump host when one is configured (issue 6).
+        return member_connection(config, member)
 
     return connect
 
 
 def _emit(reports: Sequence[MirrorReport], output_format: str) -> NoReturn:
-    text = render_json(reports) if output_format == "json" else render_text(reports)
-    click.echo(text)
+    from mirrorsync.core.render import render_markdown, render_text
+
+    if output_format == "json":
+        text = render_json(reports)
+    elif output_format == "markdown":
+        text = render_markdown(reports)
+    else:
+        text = render_text(reports, color=sys.stdout.isatty())
+    # IRIS strings may hold lone UTF-16 surrogates; print them escaped, never crash on them.
+    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     outcome = combined_outcome(reports)
-    raise SystemExit(int(next(r.exit_status for r in reports if r.outcome == outcome)))
+    status = next(r.exit_status for r in reports if r.outcome == outcome)
+    fail_on_drift = click.get_current_context().meta.get("fail_on_drift", True)
+    if status == ExitStatus.DRIFT and not fail_on_drift:
+        status = ExitStatus.OK  # --no-fail-on-drift: the report still says DRIFT
+    raise SystemExit(int(status))
 
 
 @main_group.command()
 @_config_option
 @_mirror_option
 @_format_option
-def drift(config_path: Path | None, mirror_names: tuple[str, ...], output_format: str) -> None:
-    """Compare every member with the primary, record by record. Changes nothing.
+@lock_wait_option
+def drift(
+    config_path: Path | None, mirror_names: tuple[str, ...], output_format: str, lock_wait: float
+) -> None:
+    """Compare every member with the primary, record by record. Changes nothing remote.
 
-    Exit 0 in sync, 2 drift, 3 some members unreachable, 1 error or refusal.
+    Takes the mirror's lock and records the run in the state directory (`status`, metrics).
+    Exit 0 in sync, 2 drift, 3 some members unreachable, 1 error or refusal, 75 locked.
     """
+    from mirrorsync.service.run import run_mirrors_locked
+
     config = _load(config_path)
+    mirrors = _select(config, mirror_names)
     _emit(
-        run_mirrors(config, _select(config, mirror_names), _connector(config), "drift"),
+        run_mirrors_locked(config, mirrors, _connector(config), "drift", lock_wait=lock_wait),
         output_format,
     )
 
@@ -132,20 +168,77 @@ def drift(config_path: Path | None, mirror_names: tuple[str, ...], output_format
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Only report what a sync would change (exits like drift).",
+    help="Only report what a sync would add, change and delete (like `plan`; exits like drift).",
 )
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="Delete member-only records even beyond safety.max_deletes or after a failover.",
+)
+@lock_wait_option
 def sync(
-    config_path: Path | None, mirror_names: tuple[str, ...], output_format: str, dry_run: bool
+    config_path: Path | None,
+    mirror_names: tuple[str, ...],
+    output_format: str,
+    dry_run: bool,
+    allow_deletes: bool,
+    lock_wait: float,
 ) -> None:
     """Export the OAuth2 globals from the primary and import them on every drifted member,
     then prove by read-back that each member matches.
 
-    Exit 0 synced/in sync, 1 error or refusal, 3 some members unreachable.
+    Each member is snapshotted before its import; the import runs in one transaction and a
+    member that ends neither fully old nor fully new is restored from its snapshot.
+    Exit 0 synced/in sync, 1 error or refusal, 2 drift left (dry run, or a member held back by
+    the deletion guard), 3 some members unreachable.
+    """
+    from mirrorsync.service.run import run_mirrors_locked
+
+    config = _load(config_path)
+    mirrors = _select(config, mirror_names)
+    if dry_run:  # a plan writes nothing anywhere: no lock, no state
+        _emit(
+            run_mirrors(config, mirrors, _connector(config), "plan", allow_deletes=allow_deletes),
+            output_format,
+        )
+    _emit(
+        run_mirrors_locked(
+            config,
+            mirrors,
+            _connector(config),
+            "sync",
+            lock_wait=lock_wait,
+            allow_deletes=allow_deletes,
+        ),
+        output_format,
+    )
+
+
+@main_group.command()
+@_config_option
+@_mirror_option
+@_format_option
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="Plan as if --allow-deletes were given to sync.",
+)
+def plan(
+    config_path: Path | None, mirror_names: tuple[str, ...], output_format: str, allow_deletes: bool
+) -> None:
+    """Show, per member, what a sync would add, change and delete. Writes nothing anywhere.
+
+    Exits like drift: 0 nothing to do, 2 changes pending, 3 partial, 1 error.
     """
     config = _load(config_path)
-    action = "drift" if dry_run else "sync"
     _emit(
-        run_mirrors(config, _select(config, mirror_names), _connector(config), action),
+        run_mirrors(
+            config,
+            _select(config, mirror_names),
+            _connector(config),
+            "plan",
+            allow_deletes=allow_deletes,
+        ),
         output_format,
     )
 
@@ -192,6 +285,89 @@ def lab_down_command(directory: Path) -> None:
     click.echo(f"lab in {directory} is down")
 
 
+# Issue 6: host key pinning (their own module, click only at import time).
+@main_group.group("snapshots")
+def snapshots_group() -> None:
+    """Kept snapshots: member backups taken before imports, and the primary's exports."""
+
+
+@snapshots_group.command("list")
+@_config_option
+@_mirror_option
+@_format_option
+@click.option("--member", default=None, help="Only this member.")
+def snapshots_list(
+    config_path: Path | None,
+    mirror_names: tuple[str, ...],
+    output_format: str,
+    member: str | None,
+) -> None:
+    """List kept snapshots, newest first (reads local state only)."""
+    from mirrorsync.core.snapshots import SnapshotStore
+
+    config = _load(config_path)
+    store = SnapshotStore(config.state_dir)
+    found = [s for mirror in _select(config, mirror_names) for s in store.all(mirror.name, member)]
+    if output_format == "json":
+        click.echo(json.dumps([s.as_dict() for s in found], indent=2))
+        return
+    if not found:
+        click.echo("no snapshots")
+        return
+    click.echo(f"{'ID':26} {'MIRROR':12} {'MEMBER':10} {'KIND':15} {'NODES':>6}  TAKEN (UTC)")
+    for snapshot in found:
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(snapshot.taken_at))
+        click.echo(
+            f"{snapshot.id:26} {snapshot.mirror:12} {snapshot.member:10} {snapshot.kind:15} "
+            f"{snapshot.node_count:>6}  {taken}"
+        )
+
+
+@main_group.command()
+@_config_option
+@_format_option
+@click.option(
+    "--mirror", "mirror_name", default=None, help="The member's mirror [default: the only one]."
+)
+@click.option("--member", required=True, help="The member to put back.")
+@click.option("--snapshot", "snapshot_id", required=True, help="Snapshot id (`snapshots list`).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--allow-primary", is_flag=True, help="Allow restoring the current primary.")
+def restore(
+    config_path: Path | None,
+    output_format: str,
+    mirror_name: str | None,
+    member: str,
+    snapshot_id: str,
+    yes: bool,
+    allow_primary: bool,
+) -> None:
+    """Put one member back to a kept snapshot, verified by read-back.
+
+    The member's current state is snapshotted first. Exit 0 restored and verified, 1 not.
+    """
+    config = _load(config_path)
+    if mirror_name is None and len(config.mirrors) > 1:
+        raise click.UsageError("several mirrors are configured: name one with --mirror")
+    mirror = config.mirror(mirror_name) if mirror_name else config.mirrors[0]
+    if not yes:
+        click.confirm(
+            f"Replace the OAuth2 item set of {member} ({mirror.name}) with snapshot {snapshot_id}?",
+            abort=True,
+            err=True,
+        )
+    run = MirrorRun(config, mirror, _connector(config))
+    with holding(config.state_dir, [mirror.name]):  # writes a member: the one mirror lock
+        report = run.restore(member, snapshot_id, allow_primary=allow_primary)
+    _emit([report], output_format)
+
+
+main_group.add_command(hostkeys_group)
+main_group.add_command(daemon)
+main_group.add_command(status)
+main_group.add_command(doctor_command)  # issue 6: read-only checks of a real mirror
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: one error boundary mapping failures to documented exit codes."""
     try:
@@ -214,6 +390,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(ExitStatus.ERROR) from None
+    except LockBusy as exc:
+        # Not an alert: another run (the daemon, a timer, an operator) is on this mirror.
+        click.echo(f"mirrorsync: {exc}", err=True)
+        click.echo("LOCKED")
+        raise SystemExit(ExitStatus.TEMPFAIL) from None
     except ConfigError as exc:
         click.echo(f"mirrorsync: invalid configuration:\n{exc}", err=True)
         click.echo("ERROR")

@@ -16,6 +16,8 @@ class ExitStatus(IntEnum):
     """``drift`` found differences (``sync --dry-run`` would change something)."""
     PARTIAL = 3
     """Some members were unreachable; every reachable member was handled."""
+    STALE = 4
+    """``status``: a mirror's last successful run is older than ``monitoring.stale_after``."""
     USAGE = 64
     """Command-line usage error (EX_USAGE)."""
     TEMPFAIL = 75

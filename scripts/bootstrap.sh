@@ -4,14 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then
+# systemd provides systemd-analyze, which the tests run on the shipped units (verify).
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1 \
+  || ! command -v systemd-analyze >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: /usr/sbin/sshd is missing; run as root or install openssh-server" >&2
+    echo "bootstrap: sshd or systemd-analyze is missing; run as root or install openssh-server systemd" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq openssh-server openssh-client >/dev/null
+  apt-get install -y -qq openssh-server openssh-client systemd >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -17,11 +17,15 @@ from mirrorsync.config.model import (
     Credentials,
     IrisSettings,
     ItemSettings,
+    JumpHostConfig,
     MemberConfig,
     MirrorConfig,
+    ReportSettings,
     RetrySettings,
+    SafetySettings,
     SshConfig,
 )
+from mirrorsync.config.service import build_daemon, build_monitoring, build_schedule, check_jitter
 from mirrorsync.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/mirrorsync/config.yaml")
@@ -101,9 +105,21 @@ def load_config(path: Path) -> Config:
     return _build(path, data)
 
 
+def _jump_host(base: Path, data: Mapping[str, Any] | None) -> JumpHostConfig | None:
+    if data is None:
+        return None
+    return JumpHostConfig(
+        host=data["host"],
+        port=data.get("port", 22),
+        user=data["user"],
+        identity_file=_resolve(base, data["identity_file"]),
+    )
+
+
 def _build(path: Path, data: Mapping[str, Any]) -> Config:
     base = path.resolve().parent
     ssh = data.get("ssh", {})
+    global_jump = _jump_host(base, ssh.get("jump_host"))
     iris = data.get("iris", {})
     items = data.get("items", {})
     retry = data.get("retry", {})
@@ -117,6 +133,7 @@ def _build(path: Path, data: Mapping[str, Any]) -> Config:
             password_file=_resolve(base, creds["password_file"])
             if "password_file" in creds
             else None,
+            password_credential=creds.get("password_credential"),
         )
     mirrors = []
     seen_mirrors: set[str] = set()
@@ -142,6 +159,11 @@ def _build(path: Path, data: Mapping[str, Any]) -> Config:
                     identity_file=_resolve(base, member["identity_file"]),
                     instance=member["instance"],
                     iris_command=member.get("iris_command", "iris"),
+                    sudo_user=member.get("sudo_user"),
+                    # A member's own jump_host (null = direct) wins over ssh.jump_host.
+                    jump_host=_jump_host(base, member["jump_host"])
+                    if "jump_host" in member
+                    else global_jump,
                 )
             )
         mirrors.append(
@@ -149,9 +171,12 @@ def _build(path: Path, data: Mapping[str, Any]) -> Config:
                 name=mirror["name"],
                 members=tuple(members),
                 remote_tmp_dir=mirror.get("remote_tmp_dir", "/tmp"),  # noqa: S108
+                schedule=build_schedule(path, f"mirrors[{index}].schedule", mirror["schedule"])
+                if "schedule" in mirror
+                else None,
             )
         )
-    return Config(
+    config = Config(
         path=path,
         mirrors=tuple(mirrors),
         state_dir=_resolve(base, data.get("state_dir", "/var/lib/mirrorsync")),
@@ -162,8 +187,13 @@ def _build(path: Path, data: Mapping[str, Any]) -> Config:
             auth_timeout=ssh.get("auth_timeout", 15),
             command_timeout=ssh.get("command_timeout", 120),
             transfer_timeout=ssh.get("transfer_timeout", 300),
+            jump_host=global_jump,
         ),
-        iris=IrisSettings(namespace=iris.get("namespace", "%SYS"), credentials=credentials),
+        iris=IrisSettings(
+            namespace=iris.get("namespace", "%SYS"),
+            credentials=credentials,
+            allow_newer_to_older=iris.get("allow_newer_to_older", False),
+        ),
         items=ItemSettings(
             groups=tuple(items.get("groups", ("clients", "client_metadata"))),
             extra_globals=tuple(items.get("extra_globals", ())),
@@ -173,4 +203,17 @@ def _build(path: Path, data: Mapping[str, Any]) -> Config:
             initial_wait=retry.get("initial_wait", 1.0),
             max_wait=retry.get("max_wait", 10.0),
         ),
+        safety=SafetySettings(
+            max_deletes=data.get("safety", {}).get("max_deletes", 5),
+            snapshot_keep=data.get("safety", {}).get("snapshot_keep", 20),
+            snapshot_max_age_days=data.get("safety", {}).get("snapshot_max_age_days", 30),
+            stale_after=data.get("safety", {}).get("stale_after", 3600),
+        ),
+        report=ReportSettings(
+            secret_fields=tuple(data.get("report", {}).get("secret_fields", ())),
+        ),
+        daemon=build_daemon(path, data.get("daemon", {})),
+        monitoring=build_monitoring(base, data.get("monitoring", {})),
     )
+    check_jitter(path, config)
+    return config

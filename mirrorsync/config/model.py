@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mirrorsync.config.service import DaemonSettings, MonitoringSettings, Schedule
 from mirrorsync.errors import ConfigError
 
 # Item groups for IRIS <= 2025.1: each class keeps data (D), index (I) and stream (S) globals,
@@ -21,6 +22,16 @@ STORAGE_SUFFIXES = ("D", "I", "S")
 
 
 @dataclass(frozen=True)
+class JumpHostConfig:
+    """A jump host (ProxyJump) reached directly, through which a member is reached."""
+
+    host: str
+    user: str
+    identity_file: Path
+    port: int = 22
+
+
+@dataclass(frozen=True)
 class SshConfig:
     """SSH settings shared by every member."""
 
@@ -30,6 +41,8 @@ class SshConfig:
     auth_timeout: float = 15
     command_timeout: float = 120
     transfer_timeout: float = 300
+    jump_host: JumpHostConfig | None = None
+    """The global jump host (members without their own ``jump_host`` key use it)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,8 @@ class Credentials:
     username_env: str | None = None
     password_env: str | None = None
     password_file: Path | None = None
+    password_credential: str | None = None
+    """A systemd credential name: the password is read from $CREDENTIALS_DIRECTORY/NAME."""
 
     def resolve(self) -> tuple[str, str]:
         """Return (username, password), reading the environment or file now.
@@ -72,11 +87,32 @@ class Credentials:
                     f"{exc.strerror}"
                 ) from None
             password = text.splitlines()[0] if text else ""
+        elif self.password_credential is not None:
+            password = _read_credential(self.password_credential)
         else:  # pragma: no cover - the schema requires one of them
             raise ConfigError("iris.credentials: no password source configured")
         if "\n" in password or "\r" in password or "\n" in username or "\r" in username:
             raise ConfigError("iris.credentials: username and password must be single lines")
         return username, password
+
+
+def _read_credential(name: str) -> str:
+    """The first line of systemd credential ``name``; errors name the credential, never a value."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ConfigError(
+            f"iris.credentials.password_credential: $CREDENTIALS_DIRECTORY is not set (run "
+            f"mirrorsync from a systemd unit with LoadCredential={name}:...)"
+        )
+    path = Path(directory) / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"iris.credentials.password_credential: cannot read credential {name} ({path}): "
+            f"{exc.strerror}"
+        ) from None
+    return text.splitlines()[0] if text else ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +121,8 @@ class IrisSettings:
 
     namespace: str = "%SYS"
     credentials: Credentials | None = None
+    allow_newer_to_older: bool = False
+    """Allow copying from a newer primary to an older member (rolling upgrades)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +141,24 @@ class ItemSettings:
             if name not in names:
                 names.append(name)
         return tuple(names)
+
+
+@dataclass(frozen=True)
+class SafetySettings:
+    """Deletion guard, snapshot retention, leftover clean-up."""
+
+    max_deletes: int = 5
+    snapshot_keep: int = 20
+    snapshot_max_age_days: float = 30
+    stale_after: float = 3600
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How drift reports show records."""
+
+    secret_fields: tuple[str, ...] = ()
+    """More fields shown only as present/absent + fingerprint: ``FIELD`` or ``GLOBAL:FIELD``."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +181,10 @@ class MemberConfig:
     instance: str
     port: int = 22
     iris_command: str = "iris"
+    sudo_user: str | None = None
+    """Run ``iris session`` through ``sudo -n -u`` this user (the instance owner), or directly."""
+    jump_host: JumpHostConfig | None = None
+    """The jump host this member is reached through (the global one already applied), or None."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +194,8 @@ class MirrorConfig:
     name: str
     members: tuple[MemberConfig, ...]
     remote_tmp_dir: str = "/tmp"  # noqa: S108 - a parent for a private 0700 directory
+    schedule: Schedule | None = None
+    """Overrides ``daemon.schedule`` for this mirror."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +209,10 @@ class Config:
     iris: IrisSettings = field(default_factory=IrisSettings)
     items: ItemSettings = field(default_factory=ItemSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    safety: SafetySettings = field(default_factory=SafetySettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def mirror(self, name: str) -> MirrorConfig:
         """The mirror called ``name``; ConfigError naming the known ones otherwise."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mirrorsync.core.diff import Difference, Kind
+from mirrorsync.core.explain import MemberExplanation
 from mirrorsync.exitcodes import ExitStatus
 
 
@@ -41,17 +42,34 @@ class MemberReport:
     status: MemberStatus | None = None
     differences: list[Difference] = field(default_factory=list)
     error: str | None = None
+    held: str | None = None
+    """Why a sync leaves this drifted member alone (deletion guard), if it does."""
+    snapshot: str | None = None
+    """Id of the snapshot taken of this member before its import."""
+    explanation: MemberExplanation | None = None
+    """Field-level details of the differences and index coherence findings (issue 5)."""
 
     def as_dict(self) -> dict[str, object]:
-        """JSON form."""
+        """JSON form (docs/report.schema.json); field-level keys extend each difference."""
+        explained = self.explanation
         return {
             "name": self.name,
             "role": self.role,
             "version": self.version,
             "status": self.status.value if self.status else None,
             "error": self.error,
-            "differences": [d.as_dict() for d in self.differences],
+            "held": self.held,
+            "snapshot": self.snapshot,
+            "differences": [{**d.as_dict(), **_details(explained, d)} for d in self.differences],
+            "findings": [f.as_json() for f in explained.findings] if explained else [],
+            "baseline": explained.baseline if explained else False,
         }
+
+
+def _details(explanation: MemberExplanation | None, difference: Difference) -> dict[str, object]:
+    """The field-level keys of one difference (none when it was not explained)."""
+    record = explanation.record(difference.global_name, difference.key) if explanation else None
+    return record.as_json() if record is not None else {}
 
 
 @dataclass
@@ -159,6 +177,10 @@ def render_text(reports: Sequence[MirrorReport]) -> str:
             out.append(line)
             if member.error:
                 out.append(f"    {member.error}")
+            if member.held:
+                out.append(f"    held: {member.held}")
+            if member.snapshot:
+                out.append(f"    snapshot before import: {member.snapshot}")
             for difference in member.differences[:_MAX_LISTED]:
                 out.append(
                     f"    {difference.kind.value:<8} ^{difference.global_name}"

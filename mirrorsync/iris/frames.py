@@ -27,7 +27,9 @@ def _tail(lines: Sequence[str]) -> str:
 def decode_b64(text: str) -> str:
     """Base64 of UTF-8 (as our scripts print it) back to the IRIS string."""
     try:
-        return base64.b64decode(text, validate=True).decode("utf-8")
+        # surrogatepass: an IRIS string may hold a lone UTF-16 surrogate, which $ZCONVERT
+        # writes as a 3-byte sequence; it must survive, not stop the run.
+        return base64.b64decode(text, validate=True).decode("utf-8", "surrogatepass")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ProtocolError(f"malformed Base64 value in IRIS output: {exc}") from None
 

@@ -42,6 +42,8 @@ class IrisTerminal:
     namespace: str
     timeout: float
     credentials: Callable[[], tuple[str, str]] | None = None
+    sudo_user: str | None = None
+    """Run the session as this OS user through ``sudo -n -u`` (issue 6)."""
 
     def execute(self, build: Callable[[str], str], *, what: str) -> list[str]:
         """Build a one-line script with a fresh token, run it, return its frame payload."""
@@ -49,7 +51,9 @@ class IrisTerminal:
         line = build(token)
         login = self.credentials() if self.credentials is not None else None
         result = self.runner.run(
-            scripts.session_argv(self.iris_command, self.instance, self.namespace),
+            scripts.session_argv(
+                self.iris_command, self.instance, self.namespace, sudo_user=self.sudo_user
+            ),
             stdin=scripts.session_input([line], login),
             timeout=self.timeout,
         )

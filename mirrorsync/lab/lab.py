@@ -60,6 +60,7 @@ _LAB_ENTRIES = (
     "authorized_keys",
     "hosts",
     "state",
+    "remote-tmp",
 )
 
 
@@ -263,6 +264,7 @@ def lab_up(directory: Path, *, members: int = 3, clients: int = 12, seed: int = 
     authorized_keys.write_text(public_line + " mirrorsync-lab\n", encoding="ascii")
     authorized_keys.chmod(0o600)
     (directory / "state").mkdir(mode=0o700)
+    (directory / "remote-tmp").mkdir(mode=0o700)
     package_parent = Path(mirrorsync.__file__).resolve().parent.parent
 
     homes: list[Path] = []
@@ -369,8 +371,10 @@ def lab_config_text(directory: Path, members: tuple[LabMember, ...]) -> str:
         "mirrors": [
             {
                 "name": MIRROR_NAME,
-                # mirrorsync makes a private 0700 directory with a random name in it.
-                "remote_tmp_dir": "/tmp",  # noqa: S108
+                # mirrorsync makes a private 0700 directory with a random name in it. Each lab
+                # has its own (on this one machine every member shares it), so labs never see
+                # each other's work directories.
+                "remote_tmp_dir": str(directory / "remote-tmp"),
                 "members": [
                     {
                         "name": member.name,

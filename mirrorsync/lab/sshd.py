@@ -122,8 +122,12 @@ def sshd_config_text(
     user: str,
     environment: Mapping[str, str],
     sftp_umask: str = "",
+    allow_tcp_forwarding: bool = False,
 ) -> str:
-    """Return an sshd_config for a loopback-only, key-only sshd serving exactly one user."""
+    """Return an sshd_config for a loopback-only, key-only sshd serving exactly one user.
+
+    ``allow_tcp_forwarding`` makes it a jump host (``direct-tcpip`` channels allowed).
+    """
     lines = [
         "# Written by mirrorsync's lab: a loopback-only sshd for one simulated IRIS member.",
         f"ListenAddress {address}:{port}",
@@ -140,7 +144,8 @@ def sshd_config_text(
         "StrictModes no",
         # CI runs as root; key-only login keeps that as safe as a lab needs.
         "PermitRootLogin prohibit-password",
-        "AllowTcpForwarding no",
+        # Only a lab jump host (bastion) forwards; members never do.
+        f"AllowTcpForwarding {'yes' if allow_tcp_forwarding else 'no'}",
         "AllowAgentForwarding no",
         "X11Forwarding no",
         "PermitUserEnvironment no",
@@ -179,6 +184,7 @@ def start_sshd(
     host_key_types: tuple[str, ...] = ("ed25519",),
     port: int | None = None,
     sftp_umask: str = "",
+    allow_tcp_forwarding: bool = False,
 ) -> SshdInstance:
     """Start one sshd whose files live in ``directory`` and wait until it accepts connections.
 
@@ -214,6 +220,7 @@ def start_sshd(
                 user=user,
                 environment=environment or {},
                 sftp_umask=sftp_umask,
+                allow_tcp_forwarding=allow_tcp_forwarding,
             ),
             encoding="utf-8",
         )

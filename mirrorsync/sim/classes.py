@@ -14,6 +14,7 @@ from mirrorsync.sim.collation import Num, boolean, to_decimal
 from mirrorsync.sim.errors import (
     ExceptionObject,
     MError,
+    MObject,
     ORef,
     Unsupported,
     make_status,
@@ -284,6 +285,92 @@ def namespace_exists(interp: Interpreter, args: Args) -> str:
     return boolean(any(ns.upper() == wanted for ns in interp.host.settings.namespaces))
 
 
+# -- Where globals live (issue 6, checklist 10): %SYS.Namespace.GetGlobalDest, SYS.Database -----
+
+MIRRORED_DB_DIRECTORY = "/irisdata/oauth2mirror/"
+"""The simulated mirrored database that ``HostSettings.mirrored_globals`` are mapped to."""
+MIRRORED_DB_NAME = "OAUTH2MIRROR"
+
+
+def _databases(interp: Interpreter) -> dict[str, tuple[bool, str]]:
+    """Directory -> (mirrored, mirror database name) of the simulated local databases.
+
+    ASSUMPTION (not in the facts): IRISSYS is ``<install>/mgr/``, USER ``<install>/mgr/user/``
+    and IRISSECURITY ``<install>/mgr/irissecurity/``, the default directories of an install.
+    """
+    mgr = interp.host.settings.install_dir.rstrip("/") + "/mgr/"
+    found = {mgr: (False, ""), mgr + "user/": (False, ""), mgr + "irissecurity/": (False, "")}
+    if interp.host.settings.mirrored_globals:
+        found[MIRRORED_DB_DIRECTORY] = (True, MIRRORED_DB_NAME)
+    return found
+
+
+def namespace_get_global_dest(interp: Interpreter, args: Args) -> str:
+    """``GetGlobalDest(Namespace=$namespace, Global="^", Subscript="")``: ``system^directory``.
+
+    CONFIRMED ([CACHESRC] ``%SYS/Namespace.cls`` and ``%SYS.GXLINF1`` getdest, Caché ~2016):
+    the result is ``system^directory`` with an empty system for a local database (so
+    ``^/path/``), a leading caret on the global is optional, and an unknown namespace gives "".
+    ASSUMPTION: IRIS up to 2025.1 keeps this contract. Subscript-level mappings are not modelled.
+    """
+    namespace = _arg(args, 0) or interp.state.namespace
+    if not any(ns.upper() == namespace.upper() for ns in interp.host.settings.namespaces):
+        return ""
+    name = _arg(args, 1, "^").removeprefix("^")
+    mgr = interp.host.settings.install_dir.rstrip("/") + "/mgr/"
+    if name in interp.host.settings.mirrored_globals:
+        return "^" + MIRRORED_DB_DIRECTORY
+    if name == "SECURITY":
+        return "^" + mgr + "irissecurity/"
+    if namespace.upper() == "%SYS" or name.startswith("%"):
+        return "^" + mgr
+    return "^" + mgr + "user/"
+
+
+class DatabaseObject(MObject):
+    """A ``SYS.Database`` opened by directory (read-only properties only)."""
+
+    class_name = "SYS.Database"
+
+    def __init__(self, directory: str, mirrored: bool, mirror_db_name: str) -> None:
+        """Describe one local database."""
+        super().__init__()
+        self.directory = directory
+        self.mirrored = mirrored
+        self.mirror_db_name = mirror_db_name
+
+    def get_property(self, name: str) -> str:
+        """CONFIRMED ([CACHESRC] ``SYS/Database.cls``): ``Directory``, ``Mirrored`` (%Boolean,
+        read-only, "Database is marked as mirrored"), ``MirrorDBName``, ``MirrorSetName``."""
+        values = {
+            "Directory": self.directory,
+            "Mirrored": boolean(self.mirrored),
+            "MirrorDBName": self.mirror_db_name,
+            "MirrorSetName": self.mirror_db_name and "MIRRORSET",
+            "Mounted": boolean(True),
+            "ReadOnly": boolean(False),
+        }
+        if name in values:
+            return values[name]
+        return super().get_property(name)
+
+
+def database_open_id(interp: Interpreter, args: Args) -> str:
+    """``##class(SYS.Database).%OpenId(Directory)`` (the documented way to open a database).
+
+    SYS classes are available in %SYS only (facts §5 for SYS.Mirror; ASSUMPTION for
+    SYS.Database): elsewhere ``<CLASS DOES NOT EXIST>``. INFERRED (any %Persistent): an unknown
+    id returns "" rather than raising.
+    """
+    if interp.state.namespace.upper() != "%SYS":
+        raise MError("CLASS DOES NOT EXIST", "SYS.Database")
+    wanted = _arg(args, 0)
+    for directory, (mirrored, name) in _databases(interp).items():
+        if directory.rstrip("/") == wanted.rstrip("/"):
+            return ORef(DatabaseObject(directory, mirrored, name))
+    return ""
+
+
 def _exception_new(class_name: str) -> Method:
     def method(interp: Interpreter, args: Args) -> str:
         return ORef(
@@ -344,7 +431,8 @@ CLASSES: dict[str, dict[str, Method]] = {
         "Terminate": process_terminate,
         "CurrentDirectory": process_current_directory,
     },
-    "%SYS.Namespace": {"Exists": namespace_exists},
+    "%SYS.Namespace": {"Exists": namespace_exists, "GetGlobalDest": namespace_get_global_dest},
+    "SYS.Database": {"%OpenId": database_open_id},
     "%Exception.General": {"%New": _exception_new("%Exception.General")},
     "%Exception.StatusException": {
         "%New": _exception_new("%Exception.StatusException"),

@@ -22,6 +22,7 @@ ERROR_CODES: dict[str, int] = {
     "PROPERTY DOES NOT EXIST": 124,
     "INVALID OREF": 117,
     "PROTECT": 11,
+    "FILEFULL": 25,
     "NAMESPACE": 50,
     "COMMAND": 7,
     "LIST": 77,

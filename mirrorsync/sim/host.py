@@ -83,8 +83,23 @@ class HostSettings:
     """Roles of the OS-authenticated user (os_auth True)."""
     load_kill: str = "kill"
     """``kill``: Load kills each exported (sub)tree first (IRIS default); ``merge``: never kills."""
+    load_transactional: bool = True
+    """Whether Load's kills and sets join an open transaction (TROLLBACK undoes them).
+    ASSUMPTION (facts: unknown, issue 4): True; False models an IRIS where they do not."""
+    fault_load_pause: float | None = None
+    """Fault injection for tests: Load sleeps this long after its kill, before any set (the
+    worst moment for a connection cut or a killed client)."""
+    fault_load_after_nodes: int | None = None
+    """Fault injection for tests: Load fails with ``<FILEFULL>`` after setting this many nodes
+    (after its kill), like a database that runs out of space halfway."""
+    fault_load_failures: int = 1
+    """How many Loads the fault above hits before it clears itself (a transient fault)."""
     namespace_default: str = "USER"
     namespaces: tuple[str, ...] = ("%SYS", "USER")
+    mirrored_globals: tuple[str, ...] = ()
+    """Globals (no caret) mapped from %SYS into a mirrored database (issue 6, checklist 10):
+    ``GetGlobalDest`` names ``MIRRORED_DB_DIRECTORY`` for them and ``SYS.Database`` says that
+    database is mirrored. The simulator does not replicate their data between hosts."""
     running: bool = True
     """False: the instance is down (``qlist`` says so, ``session`` refuses)."""
     install_dir: str = "/usr/irissys"
@@ -118,7 +133,7 @@ class HostSettings:
             )
             for name, user in values.pop("users", {}).items()
         }
-        for key in ("os_user_roles", "namespaces"):
+        for key in ("os_user_roles", "namespaces", "mirrored_globals"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(users=users, **values)

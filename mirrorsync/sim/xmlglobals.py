@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -344,7 +345,21 @@ def _parse_file(content: bytes) -> list[_LoadedGlobal]:
     return globals_found
 
 
-def load(interp: Interpreter, files: str, qspec: str) -> str:  # noqa: PLR0912 - a flat dispatch mirrors the IRIS reference
+def _count_fault(interp: Interpreter) -> None:
+    """An injected Load fault fires a set number of times, then clears itself."""
+    left = interp.host.settings.fault_load_failures - 1
+    if left > 0:
+        interp.host.update_settings(fault_load_failures=left)
+    else:
+        interp.host.update_settings(fault_load_after_nodes=None, fault_load_failures=1)
+
+
+def settings_transactional(interp: Interpreter) -> bool:
+    """Whether this host's Load joins an open transaction (see HostSettings)."""
+    return interp.host.settings.load_transactional
+
+
+def load(interp: Interpreter, files: str, qspec: str) -> str:  # noqa: PLR0912, PLR0915 - a flat dispatch mirrors the IRIS reference
     """Run ``$SYSTEM.OBJ.Load``/``Import`` of global XML files; return a ``%Status``."""
     qualifiers = parse_qspec(qspec)
     out = interp.out
@@ -371,8 +386,12 @@ def load(interp: Interpreter, files: str, qspec: str) -> str:  # noqa: PLR0912 -
         except _BadFile as exc:
             errors.append(make_status(6301, f"{path}: {exc}"))
     malformed = any(status_text(e).startswith("ERROR #6301") for e in errors)
+    undo_mark = len(interp.state.undo)
     if not malformed:
-        kill_first = not qualifiers.mergeglobal and interp.host.settings.load_kill == "kill"
+        settings = interp.host.settings
+        kill_first = not qualifiers.mergeglobal and settings.load_kill == "kill"
+        written = 0
+        fault_at = settings.fault_load_after_nodes
         for path, loaded_globals in parsed:
             if qualifiers.display_log:
                 out.write(f"Loading file {path} as xml\n")
@@ -383,14 +402,24 @@ def load(interp: Interpreter, files: str, qspec: str) -> str:  # noqa: PLR0912 -
                         # CONFIRMED (facts §3): Load kills the global before importing it;
                         # INFERRED: for a subscripted export only the exported subtree.
                         interp.kill_ref(base)
+                        if settings.fault_load_pause and written == 0:
+                            time.sleep(settings.fault_load_pause)
                     for subs, value in loaded.nodes:
+                        if written == fault_at:
+                            fault_at = None  # one failure per Load
+                            _count_fault(interp)
+                            raise MError("FILEFULL", "simulated: database full")
                         interp.store(base.with_subs(subs), value)
+                        written += 1
                 except MError as error:
                     errors.append(make_status(5002, error.exception.ze()))
                     continue
                 if qualifiers.display_log:
                     # INFERRED (facts §3): wording by analogy with "Imported routine:".
                     out.write(f"Imported global: {loaded.head}\n")
+    if not settings_transactional(interp):
+        # Modelled non-transactional Load: its changes survive a TROLLBACK.
+        del interp.state.undo[undo_mark:]
     if errors:
         if qualifiers.display_error:
             for status in errors:

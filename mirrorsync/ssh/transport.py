@@ -34,6 +34,7 @@ import structlog
 
 from mirrorsync.errors import (
     AuthenticationError,
+    HostKeyError,
     RemoteTimeoutError,
     TransferError,
     TransportError,
@@ -74,6 +75,8 @@ class Endpoint:
     port: int
     user: str
     identity_file: Path
+    jump: Endpoint | None = None
+    """A jump host to tunnel through (``direct-tcpip``), or None to connect directly."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ class SshConnection:
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._last_used = 0.0
+        self._jump: SshConnection | None = None  # the hop's own connection while tunnelling
         self._log = log.bind(member=name, host=endpoint.host, port=endpoint.port)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -225,6 +229,7 @@ class SshConnection:
         except BaseException:
             transport.close()
             sock.close()
+            self._close_jump()
             raise
         self._transport = transport
         self._last_used = time.monotonic()
@@ -246,18 +251,29 @@ class SshConnection:
         try:
             transport.banner_timeout = self.settings.banner_timeout
             transport.handshake_timeout = self.settings.banner_timeout
+            with contextlib.suppress(HostKeyError):
+                # Negotiate the pinned key type first, as connect() does, so the key shown is
+                # the one a connection would check (no known_hosts yet: the server's choice).
+                pinned = load_pinned_keys(
+                    self.settings.known_hosts, self.endpoint.host, self.endpoint.port
+                )
+                options = transport.get_security_options()
+                options.key_types = pinned.preferred_algorithms(tuple(options.key_types))
             self._handshake(transport)
             key = transport.get_remote_server_key()
         finally:
             transport.close()
             sock.close()
+            self._close_jump()
         return ScannedHostKey(
             key_type=key.get_name(),
             fingerprint=fingerprint(key),
             known_hosts_line=known_hosts_line(self.endpoint.host, self.endpoint.port, key),
         )
 
-    def _open_socket(self) -> socket.socket:
+    def _open_socket(self) -> socket.socket | paramiko.Channel:
+        if self.endpoint.jump is not None:
+            return self._open_tunnel(self.endpoint.jump)
         address = (self.endpoint.host, self.endpoint.port)
         try:
             return socket.create_connection(address, timeout=self.settings.connect_timeout)
@@ -335,6 +351,36 @@ class SshConnection:
             with contextlib.suppress(Exception):
                 transport.close()
             self._log.debug("ssh.close")
+        self._close_jump()
+
+    # -- jump host (field note 12) -------------------------------------------------------------
+
+    def _open_tunnel(self, jump: Endpoint) -> paramiko.Channel:
+        """Connect to the jump host (its host key checked like a member's), open a tunnel."""
+        from mirrorsync.ssh.jump import open_direct_tcpip
+
+        self._close_jump()
+        hop = SshConnection(jump, self.settings, name=f"{self.name} jump host")
+        self._jump = hop
+        try:
+            channel = open_direct_tcpip(
+                hop._active_transport(),
+                self.endpoint.host,
+                self.endpoint.port,
+                timeout=self.settings.connect_timeout,
+                where=self.where,
+                via=f"{jump.host}:{jump.port}",
+            )
+        except BaseException:
+            self._close_jump()
+            raise
+        self._log.debug("ssh.tunnel", via=f"{jump.host}:{jump.port}")
+        return channel
+
+    def _close_jump(self) -> None:
+        hop, self._jump = self._jump, None
+        if hop is not None:
+            hop.close()
 
     def _active_transport(self) -> paramiko.Transport:
         self.connect()
@@ -608,6 +654,32 @@ class SshConnection:
         except OSError as error:
             raise TransportError(f"{self.where}: cannot remove {path}: {error}") from None
         self._log.debug("ssh.rmdir", path=path, files=removed)
+
+    def stale_private_dirs(
+        self, parent: str, prefix: str, older_than: float, *, timeout: float = 30
+    ) -> list[str]:
+        """Our own work directories left behind by killed runs: ``parent/prefix*``, private
+        (0700), owned by the login user and not modified for ``older_than`` seconds."""
+        deadline = time.monotonic() + timeout
+        base = parent.rstrip("/")
+
+        def scan(sftp: paramiko.SFTPClient) -> list[str]:
+            uid = sftp.stat(".").st_uid  # the login user's home directory is ours
+            cutoff = time.time() - older_than
+            return [
+                f"{base}/{entry.filename}"
+                for entry in sftp.listdir_attr(base)
+                if entry.filename.startswith(prefix)
+                and stat.S_ISDIR(entry.st_mode or 0)
+                and stat.S_IMODE(entry.st_mode or 0) == 0o700
+                and entry.st_uid == uid
+                and (entry.st_mtime or 0) < cutoff
+            ]
+
+        try:
+            return self._sftp_call(f"listing {base}", deadline, scan)
+        except OSError as error:
+            raise TransportError(f"{self.where}: cannot list {base}: {error}") from None
 
     def digest(self, remote: str, *, timeout: float) -> FileDigest:
         """Return the size and SHA-256 of a remote file, computed on the member itself."""

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from mirrorsync.core.backup import load_readout
+from mirrorsync.core.snapshots import SnapshotStore
 from mirrorsync.lab.lab import LabInfo
 from mirrorsync.sim.host import SimHost, UserSpec
 
 CLIENT_D = "OAuth2.Server.ClientD"
+ZV_2025_2 = "IRIS for UNIX (Ubuntu Server LTS for x86-64) 2025.2 (Build 227U) Mon Jul 7 2025"
 pytestmark = pytest.mark.lab
 
 
@@ -74,8 +75,8 @@ def reported_client_drift(document: dict[str, Any], member: str) -> dict[str, se
     return found
 
 
-def remote_leftovers() -> list[str]:
-    return sorted(p.name for p in Path("/tmp").glob("mirrorsync-*"))
+def remote_leftovers(lab: LabInfo) -> list[str]:
+    return sorted(p.name for p in (lab.directory / "remote-tmp").glob("mirrorsync-*"))
 
 
 def write_config(lab: LabInfo, name: str, change: dict[str, Any]) -> Path:
@@ -89,7 +90,6 @@ def write_config(lab: LabInfo, name: str, change: dict[str, Any]) -> Path:
 
 def test_drift_sync_drift_converges(lab: LabInfo) -> None:
     """Drift lists exactly the seeded differences, sync fixes them, and drift then exits 0."""
-    before = remote_leftovers()
     backup = expected_client_drift(lab, "iris-b")
     assert (3, 1, 1) == (len(backup["added"]), len(backup["changed"]), len(backup["removed"]))
 
@@ -117,8 +117,10 @@ def test_drift_sync_drift_converges(lab: LabInfo) -> None:
     sync = run_cli("sync", "-c", str(lab.config))
     assert 0 == sync.returncode, sync.stdout + sync.stderr
     assert "SYNCED" == sync.stdout.strip().splitlines()[-1]
-    (saved,) = (lab.directory / "state" / "backups" / "LABMIRROR" / "iris-b").glob("*.json")
-    assert old_backup == load_readout(saved)
+    (backup,) = SnapshotStore(lab.directory / "state").all("LABMIRROR", "iris-b")
+    assert ("member-backup", old_backup) == (backup.kind, backup.readout())
+    (exported,) = SnapshotStore(lab.directory / "state").all("LABMIRROR", "iris-a")
+    assert "primary-export" == exported.kind
     primary_nodes = all_nodes(member_home(lab, "iris-a"), ITEM_GLOBALS)
     for name in ("iris-b", "iris-c"):
         assert primary_nodes == all_nodes(member_home(lab, name), ITEM_GLOBALS)
@@ -126,7 +128,7 @@ def test_drift_sync_drift_converges(lab: LabInfo) -> None:
     again = run_cli("drift", "-c", str(lab.config))
     assert 0 == again.returncode, again.stdout + again.stderr
     assert "IN_SYNC" == again.stdout.strip().splitlines()[-1]
-    assert before == remote_leftovers()
+    assert [] == remote_leftovers(lab)
     assert [] == list((Path(lab.directory) / "state" / "tmp").glob("*"))
 
 
@@ -151,16 +153,85 @@ def test_no_primary_refused(lab: LabInfo) -> None:
     assert "in transition" in result.stdout
 
 
-def test_unsupported_version_refused(lab: LabInfo) -> None:
-    """A 2025.2+ primary keeps OAuth2 in IRISSECURITY: a clear refusal, nothing written."""
-    member_home(lab, "iris-a").update_settings(
-        zv="IRIS for UNIX (Ubuntu Server LTS for x86-64) 2025.2 (Build 227U) Mon Jul 7 2025"
-    )
+def test_mixed_version_mirror_refused_per_member(lab: LabInfo) -> None:
+    """A 2025.2 primary (^SECURITY layout) is never copied into 2025.1 members (^OAuth2.*)."""
+    member_home(lab, "iris-a").update_settings(zv=ZV_2025_2)
     snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
-    result = run_cli("sync", "-c", str(lab.config))
+    result = run_cli("sync", "-c", str(lab.config), "--format", "json")
     assert 1 == result.returncode
-    assert "not supported yet" in result.stdout
+    members = {m["name"]: m for m in json.loads(result.stdout)["members"]}
+    assert "error" == members["iris-b"]["status"]
+    assert "copying between different layouts is refused" in members["iris-b"]["error"]
     assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+
+
+def security_nodes(host: SimHost) -> dict[tuple[Any, ...], str]:
+    return dict(host.nodes("SECURITY"))
+
+
+@pytest.mark.parametrize("layout", ["security-flat", "security-nested"])
+def test_irissecurity_mirror_converges(lab: LabInfo, layout: str) -> None:
+    """IRIS 2025.2+: OAuth2 under ^SECURITY is found, drift reported, synced, and the other
+    ^SECURITY subscripts (users) are never touched."""
+    import random
+
+    from mirrorsync.sim import seed
+
+    clients = seed.make_clients(8, random.Random(5))
+    for index, member in enumerate(lab.members):
+        host = member_home(lab, member.name)
+        for name in ITEM_GLOBALS:
+            host.kill(name)
+        host.update_settings(zv=ZV_2025_2)
+        seed.write_security_baseline(host)
+        host.set("SECURITY", ("UsersD", f"user-of-{member.name}"), member.name)
+        seed.write_clients(host, clients, layout)
+        if index:
+            seed.drift_member(
+                host,
+                clients,
+                random.Random(index),
+                missing=2,
+                extra=1,
+                layout=layout,
+            )
+    users_before = {
+        m.name: {
+            k: v for k, v in security_nodes(member_home(lab, m.name)).items() if k[0] == "UsersD"
+        }
+        for m in lab.members
+    }
+    drift = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    assert 2 == drift.returncode, drift.stdout + drift.stderr
+    sync = run_cli("sync", "-c", str(lab.config))
+    assert 0 == sync.returncode, sync.stdout + sync.stderr
+    assert 0 == run_cli("drift", "-c", str(lab.config)).returncode
+
+    def oauth(host: SimHost) -> dict[tuple[Any, ...], str]:
+        return {k: v for k, v in security_nodes(host).items() if str(k[0]).startswith("OAuth2")}
+
+    primary = oauth(member_home(lab, "iris-a"))
+    assert primary
+    for member in lab.members:
+        host = member_home(lab, member.name)
+        assert primary == oauth(host)
+        users = {k: v for k, v in security_nodes(host).items() if k[0] == "UsersD"}
+        assert users_before[member.name] == users
+
+
+def test_missing_all_role_is_named(lab: LabInfo) -> None:
+    """On 2025.2+ without %All the member is reported with what to grant, nothing written."""
+    from mirrorsync.sim import seed
+
+    for member in lab.members:
+        host = member_home(lab, member.name)
+        host.update_settings(zv=ZV_2025_2)
+        seed.write_security_baseline(host)
+    member_home(lab, "iris-c").update_settings(os_user_roles=())
+    result = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    member = next(m for m in json.loads(result.stdout)["members"] if m["name"] == "iris-c")
+    assert "error" == member["status"]
+    assert "%All" in member["error"]
 
 
 def test_member_down_is_partial(lab: LabInfo) -> None:
@@ -303,3 +374,69 @@ def test_successful_sync_records_baseline(lab: LabInfo) -> None:
         for (g, subs), v in all_nodes(member_home(lab, "iris-a"), ITEM_GLOBALS).items()
     }
     assert expected == nodes
+
+
+def test_primary_of_another_mirror_is_refused(lab: LabInfo) -> None:
+    """A primary that names another mirror (a wrong address in the config) is never copied."""
+    member_home(lab, "iris-a").update_settings(mirror_name="TESTMIRROR")
+    snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    result = run_cli("sync", "-c", str(lab.config), "--format", "json")
+    assert 1 == result.returncode
+    assert "belongs to mirror 'TESTMIRROR', not 'LABMIRROR'" in json.loads(result.stdout)["refusal"]
+    assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+
+
+def test_failover_member_of_another_mirror_is_not_touched(lab: LabInfo) -> None:
+    """A failover member naming another mirror is reported and left alone; the rest sync."""
+    member_home(lab, "iris-b").update_settings(mirror_name="PRODMIRROR")
+    snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    result = run_cli("sync", "-c", str(lab.config), "--format", "json")
+    assert 1 == result.returncode
+    members = {m["name"]: m for m in json.loads(result.stdout)["members"]}
+    assert "belongs to mirror 'PRODMIRROR'" in members["iris-b"]["error"]
+    assert "synced" == members["iris-c"]["status"]
+    assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+
+
+def test_lone_surrogate_and_emoji_values_sync(lab: LabInfo) -> None:
+    """Values IRIS can hold but UTF-8 cannot (a lone UTF-16 surrogate) survive drift and sync."""
+    primary = member_home(lab, "iris-a")
+    primary.set(CLIENT_D, ("emoji\U0001f600",), "\U0001f600" + "\ud83d")
+    drift = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    assert 2 == drift.returncode, drift.stdout + drift.stderr
+    assert 0 == run_cli("sync", "-c", str(lab.config)).returncode
+    assert "\U0001f600\ud83d" == member_home(lab, "iris-b").get(CLIENT_D, ("emoji\U0001f600",))
+    assert 0 == run_cli("drift", "-c", str(lab.config)).returncode
+
+
+def test_plan_shows_the_empty_primary_refusal(lab: LabInfo) -> None:
+    """Plan mode predicts the refusal a sync would make, instead of a huge deletion."""
+    for name in ITEM_GLOBALS:
+        member_home(lab, "iris-a").kill(name)
+    result = run_cli("plan", "-c", str(lab.config), "--format", "json")
+    assert 1 == result.returncode
+    assert "refusing to empty the other members" in json.loads(result.stdout)["refusal"]
+
+
+def test_unknown_mirror_is_a_usage_error(lab: LabInfo) -> None:
+    """--mirror with a name the config lacks exits 64 naming the configured mirrors."""
+    result = run_cli("drift", "-c", str(lab.config), "--mirror", "NOPE")
+    assert 64 == result.returncode
+    assert "configured: LABMIRROR" in result.stderr
+
+
+def test_missing_password_source_is_a_config_error(lab: LabInfo) -> None:
+    """An unset password variable stops the run before any connection, exit 78."""
+    credentials = {"username": "mirrorsync", "password_env": "MS_UNSET_PASSWORD_VAR"}
+    path = write_config(lab, "no-pw.yaml", {"iris": {"credentials": credentials}})
+    result = run_cli("drift", "-c", str(path))
+    assert 78 == result.returncode
+    assert "MS_UNSET_PASSWORD_VAR is not set" in result.stderr
+
+
+def test_state_directories_are_private(lab: LabInfo) -> None:
+    """Every directory mirrorsync creates under the state dir is 0700 (exports hold secrets)."""
+    assert 0 == run_cli("sync", "-c", str(lab.config)).returncode
+    state = lab.directory / "state"
+    modes = {p: p.stat().st_mode & 0o777 for p in [state, *state.rglob("*")] if p.is_dir()}
+    assert {0o700} == set(modes.values()), modes

@@ -97,7 +97,10 @@ def test_files_written(lab: LabInfo) -> None:
     } == config["ssh"]
     assert f"{directory}/state" == config["state_dir"]
     (mirror,) = config["mirrors"]
-    assert ("LABMIRROR", "/tmp") == (mirror["name"], mirror["remote_tmp_dir"])
+    assert ("LABMIRROR", str(lab.directory / "remote-tmp")) == (
+        mirror["name"],
+        mirror["remote_tmp_dir"],
+    )
     assert [
         {
             "name": member.name,

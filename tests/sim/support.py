@@ -32,4 +32,4 @@ def body(result: SessionResult) -> str:
 
 def seeded(seed: int) -> random.Random:
     """A deterministic generator for fixtures (never used for anything secret)."""
-    return random.Random(seed)  # noqa: S311 - reproducible test data, not cryptography
+    return random.Random(seed)

@@ -219,7 +219,65 @@ def test_product_load_of_missing_file_reports_5012(run: Runner, tmp_path: Path) 
         _framed(run, scripts.load(token, str(tmp_path / "missing.xml")), token)
 
 
-COVERED_SCRIPTS = {"probe", "discover", "readout", "export", "load"}
+def test_product_load_rolls_back_a_failed_load(run: Runner, host: SimHost, tmp_path: Path) -> None:
+    """A Load that fails halfway (database full) is rolled back: the member keeps its old data."""
+    seed.write_clients(host, seed.make_clients(4, seeded(16)))
+    names = [seed.CLIENT_DATA, seed.CLIENT_INDEX]
+    path = str(tmp_path / "x.xml")
+    token = scripts.new_token()
+    assert [] == _framed(run, scripts.export(token, names, path), token)
+    host.set(seed.CLIENT_DATA, ("only-here",), "old")
+    before = {name: host.nodes(name) for name in names}
+    host.update_settings(fault_load_after_nodes=2)
+    token = scripts.new_token()
+    with pytest.raises(Exception, match="FILEFULL"):
+        _framed(run, scripts.load(token, path), token)
+    assert before == {name: host.nodes(name) for name in names}
+
+
+def test_non_transactional_load_leaves_partial_state(
+    run: Runner, host: SimHost, tmp_path: Path
+) -> None:
+    """With load_transactional False (an IRIS whose Load ignores TROLLBACK) a failed Load
+    leaves the member half written: the case mirrorsync's snapshot restore exists for."""
+    seed.write_clients(host, seed.make_clients(4, seeded(17)))
+    path = str(tmp_path / "x.xml")
+    token = scripts.new_token()
+    assert [] == _framed(run, scripts.export(token, [seed.CLIENT_DATA], path), token)
+    host.set(seed.CLIENT_DATA, ("only-here",), "old")
+    host.update_settings(fault_load_after_nodes=2, load_transactional=False)
+    token = scripts.new_token()
+    with pytest.raises(Exception, match="FILEFULL"):
+        _framed(run, scripts.load(token, path), token)
+    assert 2 == len(host.nodes(seed.CLIENT_DATA))
+
+
+def test_product_kill_globals_script(run: Runner, host: SimHost) -> None:
+    """scripts.kill_globals removes whole globals and nothing else."""
+    seed.write_clients(host, seed.make_clients(2, seeded(18)))
+    host.set("Other", (), "keep")
+    token = scripts.new_token()
+    assert [] == _framed(
+        run, scripts.kill_globals(token, [seed.CLIENT_DATA, seed.CLIENT_INDEX]), token
+    )
+    assert ([], [], [((), "keep")]) == (
+        host.nodes(seed.CLIENT_DATA),
+        host.nodes(seed.CLIENT_INDEX),
+        host.nodes("Other"),
+    )
+
+
+COVERED_SCRIPTS = {"probe", "discover", "readout", "export", "load", "kill_globals"}
+# IRIS 2025.2+ builders (issue 6), covered in test_security_layouts.py for both layouts.
+COVERED_SCRIPTS |= {
+    "security_discover",
+    "security_readout",
+    "security_export",
+    "security_load",
+    "security_kill",
+}
+# Issue 6 doctor and mapping builders, covered in test_mapping.py.
+COVERED_SCRIPTS |= {"global_locations", "whoami", "doctor_scratch"}
 
 
 def test_every_script_builder_is_covered_here() -> None:

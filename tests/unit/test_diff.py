@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mirrorsync.core.backup import load_readout, save_readout
 from mirrorsync.core.diff import Difference, Kind, compare, format_subscript
 
 D = "OAuth2.Server.ClientD"
@@ -45,12 +42,3 @@ def test_subscript_display() -> None:
     assert ["1", '"01"', '"a""b"', '"a"_$c(1)', '""'] == [
         format_subscript(s) for s in ["1", "01", 'a"b', "a\x01", ""]
     ]
-
-
-def test_backup_round_trip(tmp_path: Path) -> None:
-    """A saved read-out is private (0700/0600) and reads back byte for byte."""
-    nodes = {(D, ("a\x01",)): "\x00\xff日本", (D, ()): "", (I, ("NameIndex", " A", "1")): ""}
-    path = save_readout(tmp_path / "state", "M", "iris-b", nodes)
-    assert nodes == load_readout(path)
-    assert 0o600 == path.stat().st_mode & 0o777
-    assert 0o700 == path.parent.stat().st_mode & 0o777
