@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -135,6 +136,10 @@ def _emit(reports: Sequence[MirrorReport], output_format: str) -> NoReturn:
     fail_on_drift = click.get_current_context().meta.get("fail_on_drift", True)
     if status == ExitStatus.DRIFT and not fail_on_drift:
         status = ExitStatus.OK  # --no-fail-on-drift: the report still says DRIFT
+    from mirrorsync.service.run import INTERRUPTED
+
+    if INTERRUPTED.is_set():
+        status = ExitStatus.INTERRUPTED  # Ctrl-C: the report above says where it stopped
     raise SystemExit(int(status))
 
 
@@ -368,12 +373,29 @@ main_group.add_command(status)
 main_group.add_command(doctor_command)  # issue 6: read-only checks of a real mirror
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asked for ``--format json`` (so failures print JSON too)."""
+    args = list(argv)
+    return "--format=json" in args or any(
+        a == "--format" and b == "json" for a, b in itertools.pairwise(args)
+    )
+
+
+def _fail(word: str, message: str, code: ExitStatus, argv: Sequence[str]) -> NoReturn:
+    """Report a failure that produced no report: message on stderr, outcome on stdout."""
+    click.echo(message, err=True)
+    if _wants_json(argv):
+        click.echo(json.dumps({"outcome": word, "exit_code": int(code), "error": message}))
+    else:
+        click.echo(word)
+    raise SystemExit(int(code))
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: one error boundary mapping failures to documented exit codes."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        returned = main_group.main(
-            args=list(argv) if argv is not None else None, standalone_mode=False
-        )
+        returned = main_group.main(args=args, standalone_mode=False)
         if isinstance(returned, int):  # click returns Exit codes (e.g. from --help) here
             raise SystemExit(returned)
     except SystemExit as exc:
@@ -392,25 +414,22 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         raise SystemExit(ExitStatus.ERROR) from None
     except LockBusy as exc:
         # Not an alert: another run (the daemon, a timer, an operator) is on this mirror.
-        click.echo(f"mirrorsync: {exc}", err=True)
-        click.echo("LOCKED")
-        raise SystemExit(ExitStatus.TEMPFAIL) from None
+        _fail("LOCKED", f"mirrorsync: {exc}", ExitStatus.TEMPFAIL, args)
     except ConfigError as exc:
-        click.echo(f"mirrorsync: invalid configuration:\n{exc}", err=True)
-        click.echo("ERROR")
-        raise SystemExit(ExitStatus.CONFIG) from None
+        _fail("ERROR", f"mirrorsync: invalid configuration:\n{exc}", ExitStatus.CONFIG, args)
     except MirrorsyncError as exc:
-        click.echo(f"mirrorsync: {exc}", err=True)
-        click.echo("ERROR")
-        raise SystemExit(ExitStatus.ERROR) from None
+        _fail("ERROR", f"mirrorsync: {exc}", ExitStatus.ERROR, args)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     except Exception:
         log.exception("unexpected_error")
-        click.echo("mirrorsync: unexpected error (traceback in the log above)", err=True)
-        click.echo("ERROR")
-        raise SystemExit(ExitStatus.ERROR) from None
+        _fail(
+            "ERROR",
+            "mirrorsync: unexpected error (traceback in the log above)",
+            ExitStatus.ERROR,
+            args,
+        )
     raise SystemExit(ExitStatus.OK)
 
 

@@ -11,7 +11,8 @@ rm -rf "$LAB"
 mirrorsync lab up --dir "$LAB" || exit 1
 trap 'mirrorsync lab down --dir "$LAB" >/dev/null' EXIT
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; echo "(exit code $?)"; }
+if [ -t 1 ]; then bold=$'\033[1m'; plain=$'\033[0m'; else bold=; plain=; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; "$@"; echo "(exit code $?)"; }
 step mirrorsync --log-level warning drift -c "$LAB/config.yaml"
 step mirrorsync --log-level warning sync -c "$LAB/config.yaml"
 step mirrorsync --log-level warning drift -c "$LAB/config.yaml"

@@ -158,7 +158,8 @@ class _Text:
         line = f"  {member.name} ({role}{version}): {status}"
         synced = member.status == MemberStatus.SYNCED
         if member.differences:
-            line += f", {len(member.differences)} record(s) {'replaced' if synced else 'differ'}"
+            verb = "brought in line" if synced else "differ"
+            line += f", {len(member.differences)} record(s) {verb}"
         explanation = member.explanation
         modified = explanation.member_modified if explanation else 0
         if modified:

@@ -172,7 +172,7 @@ def render_text(reports: Sequence[MirrorReport]) -> str:
             status = member.status.value if member.status else "not handled"
             line = f"  {member.name} ({role}{version}): {status}"
             if member.differences:
-                verb = "replaced" if member.status == MemberStatus.SYNCED else "differ"
+                verb = "brought in line" if member.status == MemberStatus.SYNCED else "differ"
                 line += f", {len(member.differences)} record(s) {verb}"
             out.append(line)
             if member.error:

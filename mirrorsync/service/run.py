@@ -7,7 +7,9 @@ unexpected exception becomes an ERROR report (recorded like any failure), never 
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from mirrorsync.config.model import Config, MirrorConfig
 from mirrorsync.core.engine import Connector, MirrorRun, StopCheck
 from mirrorsync.core.report import MemberReport, MirrorReport
 from mirrorsync.errors import ConfigError
+from mirrorsync.exitcodes import ExitStatus
 from mirrorsync.service.hooks import HookRunner, event_for
 from mirrorsync.service.lock import holding
 from mirrorsync.service.metrics import MirrorsyncCollector, make_registry, write_textfile
@@ -147,6 +150,10 @@ def write_metrics_file(config: Config) -> None:
         log.error("metrics.write_failed", path=str(path), error=str(exc))
 
 
+INTERRUPTED = threading.Event()
+"""Set when Ctrl-C stopped a one-shot run (the CLI then exits 130 after the report)."""
+
+
 def run_mirrors_locked(
     config: Config,
     mirrors: Sequence[MirrorConfig],
@@ -158,20 +165,29 @@ def run_mirrors_locked(
 ) -> list[MirrorReport]:
     """`sync`/`drift` from the command line: hold every selected mirror's lock (LockBusy if
     another run has one, after ``lock_wait`` seconds), run and record each mirror, then
-    rewrite the metrics textfile. SIGTERM stops the run at a safe step boundary."""
+    rewrite the metrics textfile. SIGTERM or a first Ctrl-C stops the run at a safe step
+    boundary (the report is still printed); a second Ctrl-C exits at once."""
     settings = config.monitoring.hooks
     hooks = HookRunner(settings) if settings.any else None
     stop_reason: list[str] = []
     reports: list[MirrorReport] = []
 
     def stop_requested(signum: int) -> None:
-        stop_reason.append(f"{signal.Signals(signum).name} received")
-        log.warning("run.stop_requested", signal=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            if INTERRUPTED.is_set():
+                # A second Ctrl-C: leave now. Safe: every import is one transaction verified
+                # by read-back on the next run, and the lock is released by the kernel.
+                log.warning("run.aborted", signal=name)
+                os._exit(int(ExitStatus.INTERRUPTED))
+            INTERRUPTED.set()
+        stop_reason.append(f"{name} received")
+        log.warning("run.stop_requested", signal=name)
 
     try:
         with (
             holding(config.state_dir, [m.name for m in mirrors], wait=lock_wait),
-            routed_signals({signal.SIGTERM: stop_requested}),
+            routed_signals({signal.SIGTERM: stop_requested, signal.SIGINT: stop_requested}),
         ):
             for mirror in mirrors:
                 result = run_one(

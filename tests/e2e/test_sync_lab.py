@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -440,3 +442,28 @@ def test_state_directories_are_private(lab: LabInfo) -> None:
     state = lab.directory / "state"
     modes = {p: p.stat().st_mode & 0o777 for p in [state, *state.rglob("*")] if p.is_dir()}
     assert {0o700} == set(modes.values()), modes
+
+
+def test_ctrl_c_stops_at_a_safe_boundary_and_still_reports(lab: LabInfo) -> None:
+    """A first Ctrl-C stops the sync before its next step, prints the report and exits 130."""
+    slow = lab.directory / "slow-iris"
+    slow.write_text('#!/bin/sh\nsleep 2\nexec iris "$@"\n')
+    slow.chmod(0o755)
+    config = yaml.safe_load(lab.config.read_text())
+    config["mirrors"][0]["members"][2]["iris_command"] = str(slow)
+    path = lab.directory / "slow-probe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snapshot = all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirrorsync", "--log-format", "json", "sync", "-c", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert 130 == process.returncode, stdout + stderr
+    assert "SIGINT received" in stdout
+    assert "ERROR" == stdout.strip().splitlines()[-1]
+    assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
