@@ -45,7 +45,7 @@ from mirrorsync.iris.layout import (
     uses_irissecurity,
 )
 from mirrorsync.iris.results import Probe, Role, parse_discovery, parse_probe, parse_readout
-from mirrorsync.iris.terminal import IrisTerminal
+from mirrorsync.iris.terminal import IrisTerminal, terminal_for
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -273,17 +273,7 @@ class Doctor:
 
     # ------------------------------------------------------------------ per member
     def _terminal(self, config: MemberConfig, link: MemberLink) -> IrisTerminal:
-        credentials = self.config.iris.credentials
-        return IrisTerminal(
-            runner=link,
-            member=config.name,
-            iris_command=config.iris_command,
-            instance=config.instance,
-            namespace=self.config.iris.namespace,
-            timeout=self.config.ssh.command_timeout,
-            credentials=credentials.resolve if credentials is not None else None,
-            sudo_user=config.sudo_user,
-        )
+        return terminal_for(self.config, config, link)
 
     def _member_checks(
         self, config: MemberConfig, member: MemberResult, link: MemberLink, terminal: IrisTerminal

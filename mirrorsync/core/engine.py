@@ -60,7 +60,7 @@ from mirrorsync.iris.results import (
     parse_probe,
     parse_readout,
 )
-from mirrorsync.iris.terminal import CommandRunner, IrisTerminal
+from mirrorsync.iris.terminal import CommandRunner, IrisTerminal, terminal_for
 
 log = structlog.get_logger("mirrorsync.engine")
 T = TypeVar("T")
@@ -317,17 +317,7 @@ class MirrorRun:
 
     def _member(self, config: MemberConfig) -> _Member:
         link = self.connector(config)
-        credentials = self.config.iris.credentials
-        terminal = IrisTerminal(
-            runner=link,
-            member=config.name,
-            iris_command=config.iris_command,
-            instance=config.instance,
-            namespace=self.config.iris.namespace,
-            timeout=self.config.ssh.command_timeout,
-            credentials=credentials.resolve if credentials is not None else None,
-            sudo_user=config.sudo_user,  # issue 6: `sudo -n -u OWNER -- iris session ...`
-        )
+        terminal = terminal_for(self.config, config, link)
         return _Member(config, link, terminal, MemberReport(config.name))
 
     def _compare_all(self, report: MirrorReport, members: list[_Member]) -> _Member | None:

@@ -134,6 +134,28 @@ def export(token: str, names: Sequence[str], path: str) -> str:
     )
 
 
+def _replace_in_transaction(token: str, kill_refs: Sequence[str], path: str) -> str:
+    """TSTART, kill ``kill_refs``, Load ``path``, TCOMMIT; roll back on an error status or an
+    exception. Shared by the classic and the ^SECURITY import."""
+    kills = f"kill {','.join(kill_refs)} " if kill_refs else ""
+    return (
+        f' {_begin(token)} try {{ tstart  {kills}set sc=$SYSTEM.OBJ.Load({quote(path)},"-d") '
+        f"if $SYSTEM.Status.IsOK(sc) {{ tcommit  {_end_ok(token)} }} "
+        f"else {{ trollback  {_end_err(token, '$SYSTEM.Status.GetErrorText(sc)')} }} }} "
+        f"catch ex {{ if $tlevel {{ trollback }} {_end_err(token, 'ex.DisplayString()')} }}"
+    )
+
+
+def _kill_in_transaction(token: str, kill_refs: Sequence[str]) -> str:
+    """Kill ``kill_refs`` in one transaction (restoring a member that held none of them)."""
+    if not kill_refs:
+        raise ValueError("nothing to kill")
+    return (
+        f" {_begin(token)} try {{ tstart  kill {','.join(kill_refs)} tcommit  {_end_ok(token)} }} "
+        f"catch ex {{ if $tlevel {{ trollback }} {_end_err(token, 'ex.DisplayString()')} }}"
+    )
+
+
 def load(token: str, path: str, kill_names: Sequence[str] = ()) -> str:
     """Replace globals with the content of ``path``, inside one transaction.
 
@@ -144,24 +166,12 @@ def load(token: str, path: str, kill_names: Sequence[str] = ()) -> str:
     IRIS rolls back what Load wrote is not confirmed (issue 4): mirrorsync checks the member by
     read-back afterwards either way and restores its snapshot if needed.
     """
-    kills = f"kill {','.join(f'^{name}' for name in kill_names)} " if kill_names else ""
-    return (
-        f' {_begin(token)} try {{ tstart  {kills}set sc=$SYSTEM.OBJ.Load({quote(path)},"-d") '
-        f"if $SYSTEM.Status.IsOK(sc) {{ tcommit  {_end_ok(token)} }} "
-        f"else {{ trollback  {_end_err(token, '$SYSTEM.Status.GetErrorText(sc)')} }} }} "
-        f"catch ex {{ if $tlevel {{ trollback }} {_end_err(token, 'ex.DisplayString()')} }}"
-    )
+    return _replace_in_transaction(token, [f"^{name}" for name in kill_names], path)
 
 
 def kill_globals(token: str, names: Sequence[str]) -> str:
     """Kill whole globals, in one transaction (restoring a member that held none of them)."""
-    if not names:
-        raise ValueError("nothing to kill")
-    kills = ",".join(f"^{name}" for name in names)
-    return (
-        f" {_begin(token)} try {{ tstart  kill {kills} tcommit  {_end_ok(token)} }} "
-        f"catch ex {{ if $tlevel {{ trollback }} {_end_err(token, 'ex.DisplayString()')} }}"
-    )
+    return _kill_in_transaction(token, [f"^{name}" for name in names])
 
 
 def session_argv(
@@ -247,25 +257,12 @@ def security_load(token: str, path: str, kill_subscripts: Sequence[str] = ()) ->
     Like ``load``: the named OAuth2 subtrees the member holds are killed first (only
     ``^SECURITY(s)`` for those ``s``; users, roles and the rest are never touched), then Load.
     """
-    kills = ",".join(_security(quote(s)) for s in kill_subscripts)
-    then = f"kill {kills} " if kill_subscripts else ""
-    return (
-        f' {_begin(token)} try {{ tstart  {then}set sc=$SYSTEM.OBJ.Load({quote(path)},"-d") '
-        f"if $SYSTEM.Status.IsOK(sc) {{ tcommit  {_end_ok(token)} }} "
-        f"else {{ trollback  {_end_err(token, '$SYSTEM.Status.GetErrorText(sc)')} }} }} "
-        f"catch ex {{ if $tlevel {{ trollback }} {_end_err(token, 'ex.DisplayString()')} }}"
-    )
+    return _replace_in_transaction(token, [_security(quote(s)) for s in kill_subscripts], path)
 
 
 def security_kill(token: str, subscripts: Sequence[str]) -> str:
     """Kill the named ``^SECURITY(s)`` OAuth2 subtrees in one transaction (and nothing else)."""
-    if not subscripts:
-        raise ValueError("nothing to kill")
-    kills = ",".join(_security(quote(s)) for s in subscripts)
-    return (
-        f" {_begin(token)} try {{ tstart  kill {kills} tcommit  {_end_ok(token)} }} "
-        f"catch ex {{ if $tlevel {{ trollback }} {_end_err(token, 'ex.DisplayString()')} }}"
-    )
+    return _kill_in_transaction(token, [_security(quote(s)) for s in subscripts])
 
 
 # -- Where OAuth2 globals live, and `mirrorsync doctor` (issue 6) ---------------------------------

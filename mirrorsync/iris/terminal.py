@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mirrorsync.config.model import Config, MemberConfig
 from mirrorsync.iris import scripts
 from mirrorsync.iris.frames import parse_frame
 
@@ -63,3 +64,19 @@ class IrisTerminal:
             error = result.stderr.decode("utf-8", errors="replace").strip()[-300:]
             output = f"exit status {result.exit_status}: {error or '(no output)'}"
         return parse_frame(output, token, what=f"{self.member}: {what}")
+
+
+def terminal_for(config: Config, member: MemberConfig, runner: CommandRunner) -> IrisTerminal:
+    """The terminal of ``member`` as the configuration describes it (namespace, deadline,
+    login, sudo); the password is read per session, never kept."""
+    credentials = config.iris.credentials
+    return IrisTerminal(
+        runner=runner,
+        member=member.name,
+        iris_command=member.iris_command,
+        instance=member.instance,
+        namespace=config.iris.namespace,
+        timeout=config.ssh.command_timeout,
+        credentials=credentials.resolve if credentials is not None else None,
+        sudo_user=member.sudo_user,  # `sudo -n -u OWNER -- iris session ...`
+    )
