@@ -256,9 +256,24 @@ def config_group() -> None:
 @config_group.command("validate")
 @_config_option
 def config_validate(config_path: Path | None) -> None:
-    """Validate the configuration file: prints OK, or every error (exit 78)."""
+    """Validate the configuration file and the files it names: prints OK, or every error
+    (exit 78)."""
     path = config_path or default_config_path()
-    load_config(path)
+    config = load_config(path)
+    problems = [
+        f"{path}: {what} {file} does not exist"
+        for what, file in [
+            ("ssh.known_hosts", config.ssh.known_hosts),
+            *[
+                (f"identity_file of member {member.name}", member.identity_file)
+                for mirror in config.mirrors
+                for member in mirror.members
+            ],
+        ]
+        if not file.exists()
+    ]
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
     click.echo(f"{path}: OK")
 
 

@@ -143,7 +143,16 @@ def _build(path: Path, data: Mapping[str, Any]) -> Config:
         seen_mirrors.add(mirror["name"])
         members = []
         seen: set[str] = set()
+        endpoints: dict[tuple[str, int], str] = {}
         for member_index, member in enumerate(mirror["members"]):
+            endpoint = (member["host"], member.get("port", 22))
+            if endpoint in endpoints:
+                raise ConfigError(
+                    f"{path}: At 'mirrors[{index}].members[{member_index}]': "
+                    f"{member['name']!r} has the same host and port as "
+                    f"{endpoints[endpoint]!r} ({endpoint[0]}:{endpoint[1]})"
+                )
+            endpoints[endpoint] = member["name"]
             if member["name"] in seen:
                 raise ConfigError(
                     f"{path}: At 'mirrors[{index}].members[{member_index}].name': "

@@ -79,7 +79,10 @@ def parse_probe(payload: Sequence[str], what: str) -> Probe:
         raise ProtocolError(f"{what}: probe output lacks {', '.join(sorted(missing))}")
     version = fields["VERSION"].strip()
     if not _VERSION.match(version):
-        raise ProtocolError(f"{what}: unexpected IRIS version {version!r}")
+        zv = decode_b64(fields["ZV"].strip())
+        raise ProtocolError(
+            f"{what}: cannot read an IRIS version number ({version!r}) from $ZV {zv!r}"
+        )
     parts = fields["MIRROR"].split("|")
     if len(parts) != 7 or not all(p in ("0", "1", "2") for p in parts[:4]):
         raise ProtocolError(f"{what}: malformed mirror line {fields['MIRROR']!r}")

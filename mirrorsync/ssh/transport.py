@@ -140,6 +140,14 @@ def load_identity(path: Path) -> paramiko.PKey:
     """Load an unencrypted private key (ed25519, ecdsa or rsa) or raise `AuthenticationError`."""
     if not path.exists():
         raise AuthenticationError(f"identity file {path} does not exist")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        # What OpenSSH refuses too ("UNPROTECTED PRIVATE KEY FILE"): a key others can read is
+        # not a secret any more.
+        raise AuthenticationError(
+            f"identity file {path} is accessible by other users (mode {mode:04o}); "
+            f"run: chmod 600 {path}"
+        )
     try:
         return paramiko.PKey.from_path(path)
     except paramiko.PasswordRequiredException:

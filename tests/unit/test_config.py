@@ -101,6 +101,15 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_two_members_on_one_endpoint(tmp_path: Path) -> None:
+    """Two members at the same host and port are a config error, not 'two primaries' later."""
+    path = write(
+        tmp_path, MINIMAL.replace("host: b.example", "host: a.example").replace(", port: 2222", "")
+    )
+    with pytest.raises(ConfigError, match=r"'b' has the same host and port as 'a'"):
+        load_config(path)
+
+
 def test_duplicate_member_names(tmp_path: Path) -> None:
     """Two members with one name are refused, naming the second one's path."""
     path = write(tmp_path, MINIMAL.replace("name: b,", "name: a,"))
@@ -126,7 +135,12 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     """`config validate` prints OK (exit 0) or the errors (exit 78, EX_CONFIG)."""
     from mirrorsync.cli import main
 
-    good = write(tmp_path, MINIMAL)
+    good = write(tmp_path, MINIMAL + f"ssh: {{known_hosts: {tmp_path}/known_hosts}}\n")
+    with pytest.raises(SystemExit) as missing:
+        main(["config", "validate", "-c", str(good)])
+    assert 78 == missing.value.code  # the key and known_hosts files do not exist yet
+    (tmp_path / "key").write_text("")
+    (tmp_path / "known_hosts").write_text("")
     with pytest.raises(SystemExit) as ok:
         main(["config", "validate", "-c", str(good)])
     assert 0 == ok.value.code

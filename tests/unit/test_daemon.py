@@ -59,7 +59,7 @@ class RecordingNotifier(Notifier):
 
 def write_config(path: Path, **daemon: Any) -> Path:
     members = [
-        {"name": n, "host": "h", "user": "u", "identity_file": "k", "instance": "IRIS"}
+        {"name": n, "host": f"{n}.example", "user": "u", "identity_file": "k", "instance": "IRIS"}
         for n in ("a", "b")
     ]
     data = {

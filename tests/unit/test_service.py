@@ -42,7 +42,13 @@ BASE_CONFIG: dict[str, Any] = {
         {
             "name": "M1",
             "members": [
-                {"name": n, "host": "h", "user": "u", "identity_file": "k", "instance": "IRIS"}
+                {
+                    "name": n,
+                    "host": f"{n}.example",
+                    "user": "u",
+                    "identity_file": "k",
+                    "instance": "IRIS",
+                }
                 for n in ("a", "b")
             ],
         }
