@@ -199,6 +199,9 @@ def sync(
     """
     from mirrorsync.service.run import run_mirrors_locked
 
+    if not dry_run and not click.get_current_context().meta.get("fail_on_drift", True):
+        # A held member (deletion guard) must never look like success.
+        raise click.UsageError("--no-fail-on-drift applies to drift, plan and sync --dry-run")
     config = _load(config_path)
     mirrors = _select(config, mirror_names)
     if dry_run:  # a plan writes nothing anywhere: no lock, no state
@@ -370,12 +373,12 @@ def restore(
     if mirror_name is None and len(config.mirrors) > 1:
         raise click.UsageError("several mirrors are configured: name one with --mirror")
     mirror = config.mirror(mirror_name) if mirror_name else config.mirrors[0]
-    if not yes:
-        click.confirm(
-            f"Replace the OAuth2 item set of {member} ({mirror.name}) with snapshot {snapshot_id}?",
-            abort=True,
-            err=True,
-        )
+    if not yes and not click.confirm(
+        f"Replace the OAuth2 item set of {member} ({mirror.name}) with snapshot {snapshot_id}?",
+        err=True,
+    ):
+        click.echo("not restored", err=True)
+        raise SystemExit(ExitStatus.ERROR)
     run = MirrorRun(config, mirror, _connector(config))
     with holding(config.state_dir, [mirror.name]):  # writes a member: the one mirror lock
         report = run.restore(member, snapshot_id, allow_primary=allow_primary)

@@ -23,7 +23,7 @@ import tenacity
 
 from mirrorsync.config.model import ITEM_GROUP_CLASSES, Config, MemberConfig, MirrorConfig
 from mirrorsync.core.backup import load_baseline, save_baseline
-from mirrorsync.core.diff import Kind, compare
+from mirrorsync.core.diff import Difference, Kind, compare, record_key
 from mirrorsync.core.explain import explain_member
 from mirrorsync.core.report import MemberReport, MemberStatus, MirrorReport, Outcome
 from mirrorsync.core.snapshots import MEMBER_BACKUP, PRIMARY_EXPORT, Snapshot, SnapshotStore
@@ -140,10 +140,12 @@ class MirrorRun:
         )
         self.index_globals = frozenset(n for n in {*self.names, *self.wanted} if n.endswith("I"))
         self.primary_plan: ItemPlan | None = None
+        self.action = "drift"
 
     # ---------------------------------------------------------------- public API
     def drift(self) -> MirrorReport:
         """Compare every member with the primary; change nothing."""
+        self.action = "drift"
         with self._members("drift") as (report, members):
             try:
                 self._compare_all(report, members)
@@ -153,6 +155,7 @@ class MirrorRun:
 
     def sync(self) -> MirrorReport:
         """Make every member hold exactly the primary's item set, verified by read-back."""
+        self.action = "sync"
         with self._members("sync") as (report, members):
             try:
                 self._sync(report, members)
@@ -168,6 +171,7 @@ class MirrorRun:
     def plan(self) -> MirrorReport:
         """What a sync would add, change and delete per member (and what it would hold back,
         or refuse). Nothing is written, remote or local."""
+        self.action = "plan"
         with self._members("plan") as (report, members):
             try:
                 primary = self._compare_all(report, members)
@@ -210,7 +214,9 @@ class MirrorRun:
             self._probe(member)
             if member.probe is None:
                 return report
-            refusal = self._restore_refusal(member.probe, allow_primary)
+            refusal = self._restore_refusal(member.probe, allow_primary) or self._layout_refusal(
+                member, snapshot
+            )
             if refusal is not None:
                 report.refusal = refusal
                 member.report.status = MemberStatus.ERROR
@@ -233,6 +239,21 @@ class MirrorRun:
             )
         return None
 
+    def _layout_refusal(self, member: _Member, snapshot: Snapshot) -> str | None:
+        """A snapshot only goes back into the storage layout it was taken from: a 2025.1
+        export loaded into a 2025.2 member would write ^OAuth2.* globals IRIS no longer reads
+        and leave its ^SECURITY data emptied."""
+        current = member.layout.value if member.layout else None
+        taken = snapshot.layout or StorageLayout.CLASSIC.value
+        if current is not None and taken != current:
+            return (
+                f"snapshot {snapshot.id} was taken from a member storing OAuth2 as {taken} "
+                f"(IRIS {snapshot.version or 'unknown'}); {member.config.name} now stores it as "
+                f"{current} (IRIS {member.report.version}): restoring it would put the data "
+                "where this IRIS does not read it"
+            )
+        return None
+
     def _restore_member(self, member: _Member, snapshot: Snapshot) -> None:
         local_dir = self._local_workdir()
         remote_dir: str | None = None
@@ -245,11 +266,20 @@ class MirrorRun:
             member.report.snapshot = backup.id
             if self._restore_snapshot(member, snapshot, remote_dir):
                 member.report.status = MemberStatus.SYNCED
-            else:
-                member.report.status = MemberStatus.ERROR
+                return
+            member.report.status = MemberStatus.ERROR
+            # Put back what was there before this restore, like a failed sync does.
+            if self._restore_snapshot(member, backup, remote_dir):
                 member.report.error = (
-                    f"the read-back after restoring {snapshot.id} does not match the snapshot; "
-                    f"the state before this restore is kept as snapshot {backup.id}"
+                    f"the read-back after restoring {snapshot.id} did not match it; the member "
+                    f"was put back to its state before the restore (snapshot {backup.id}, "
+                    "verified by read-back)"
+                )
+            else:
+                member.report.error = (
+                    f"the read-back after restoring {snapshot.id} did not match it, and putting "
+                    f"back snapshot {backup.id} (its state before the restore) failed too: "
+                    "restore one of them by hand"
                 )
         except MirrorsyncError as exc:
             self._fail(member, exc, during_sync=True)
@@ -367,8 +397,9 @@ class MirrorRun:
     def _guard_deletions(
         self, report: MirrorReport, primary: _Member, others: list[_Member]
     ) -> None:
-        """Hold back members whose sync would delete too much, or would delete records that
-        may have been registered on the former primary just before a failover."""
+        """Hold back members whose sync would delete too much or, after a failover, would
+        delete or overwrite records that may have been made on the former primary just before
+        it failed (they may be newer than what the new primary holds)."""
         if self.allow_deletes:
             return
         try:
@@ -379,20 +410,28 @@ class MirrorRun:
         former = baseline[0] if baseline and baseline[0] != primary.config.name else None
         limit = self.config.safety.max_deletes
         for member in others:
-            removed = [
-                d
-                for d in member.report.differences
-                if d.kind == Kind.REMOVED and d.global_name not in self.index_globals
-            ]
-            if not removed or member.report.status != MemberStatus.DRIFT:
+            if member.report.status != MemberStatus.DRIFT:
                 continue
-            if former is not None:
-                member.report.held = (
-                    f"{len(removed)} record(s) present only on the former primary / other "
-                    f"members: the primary changed from {former} to {primary.config.name} since "
-                    "the last successful sync, so they are not deleted automatically; add them "
-                    "on the new primary, or rerun with --allow-deletes to delete them"
-                )
+            records = [
+                d for d in member.report.differences if d.global_name not in self.index_globals
+            ]
+            removed = [d for d in records if d.kind == Kind.REMOVED]
+            if former is not None and baseline is not None:
+                edited = [
+                    d
+                    for d in records
+                    if d.kind == Kind.CHANGED
+                    and self._record(member.readout, d) != self._record(baseline[1], d)
+                ]
+                if removed or edited:
+                    member.report.held = (
+                        f"{len(removed)} record(s) present only on the former primary / other "
+                        f"members and {len(edited)} record(s) changed on this member since the "
+                        f"last successful sync: the primary changed from {former} to "
+                        f"{primary.config.name}, so they are not deleted or overwritten "
+                        "automatically; make the same change on the new primary, or rerun with "
+                        "--allow-deletes to take the new primary's copy"
+                    )
             elif len(removed) > limit:
                 member.report.held = (
                     f"a sync would delete {len(removed)} record(s), more than "
@@ -400,6 +439,15 @@ class MirrorRun:
                 )
             if member.report.held:
                 log.warning("member.held", member=member.config.name, reason=member.report.held)
+
+    def _record(self, readout: Mapping[NodeKey, str], difference: Difference) -> dict[NodeKey, str]:
+        """The nodes of one record (as ``compare`` groups them) in ``readout``."""
+        return {
+            key: value
+            for key, value in readout.items()
+            if key[0] == difference.global_name
+            and record_key(key[0], key[1], self.index_globals) == difference.key
+        }
 
     def _probe(self, member: _Member) -> None:
         result = self._retrying(
@@ -529,7 +577,9 @@ class MirrorRun:
             member.config.name,
             probe,
             member.layout,
-            allow_newer_to_older=self.config.iris.allow_newer_to_older,
+            # Comparing a newer primary with an older member writes nothing: only a sync
+            # (or plan of one) needs the rolling-upgrade guard.
+            allow_newer_to_older=self.config.iris.allow_newer_to_older or self.action == "drift",
         )
         if refusal is not None:
             member.report.status = MemberStatus.ERROR
@@ -655,6 +705,8 @@ class MirrorRun:
                 run_id=self.run_id,
                 readout=member.readout,
                 export=None,
+                layout=member.layout.value if member.layout else None,
+                version=member.probe.version if member.probe else None,
             )
         for attempt in range(1, EXPORT_ATTEMPTS + 1):
             self._run_export(member, list(names), remote_path)
@@ -684,6 +736,8 @@ class MirrorRun:
             readout=member.readout,
             export=local_file,
             export_sha256=digest.sha256,
+            layout=member.layout.value if member.layout else None,
+            version=member.probe.version if member.probe else None,
         )
         self.snapshots.prune(
             self.mirror.name,

@@ -139,14 +139,15 @@ def combined_outcome(reports: Sequence[MirrorReport]) -> Outcome:
 def render_json(reports: Sequence[MirrorReport]) -> str:
     """One JSON document: the mirror object itself, or ``{"outcome", "mirrors": [...]}``."""
     if len(reports) == 1:
-        return json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=False)
+        # ASCII escapes: no control or bidi character from IRIS data reaches a terminal raw.
+        return json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=True)
     outcome = combined_outcome(reports)
     document = {
         "outcome": outcome.value,
         "exit_code": int(_EXIT[outcome]),
         "mirrors": [r.as_dict() for r in reports],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return json.dumps(document, indent=2, ensure_ascii=True)
 
 
 _KIND_TEXT = {

@@ -65,6 +65,10 @@ class Snapshot:
     export_size: int | None
     export_sha256: str | None
     path: Path
+    layout: str | None = None
+    """Storage layout of the member when taken (``classic``, ``security-flat``, ...)."""
+    version: str | None = None
+    """IRIS version of the member when taken."""
 
     @property
     def export_file(self) -> Path | None:
@@ -106,6 +110,8 @@ class Snapshot:
             "nodes": self.node_count,
             "export_size": self.export_size,
             "export_sha256": self.export_sha256,
+            "layout": self.layout,
+            "version": self.version,
         }
 
 
@@ -125,6 +131,8 @@ class SnapshotStore:
         readout: Mapping[NodeKey, str],
         export: Path | None,
         export_sha256: str | None = None,
+        layout: str | None = None,
+        version: str | None = None,
     ) -> Snapshot:
         """Keep ``export`` (moved in; its checksum re-verified) and ``readout`` as a snapshot."""
         taken = time.time()
@@ -157,6 +165,8 @@ class SnapshotStore:
             "node_count": len(readout),
             "export_size": size,
             "export_sha256": digest,
+            "layout": layout,
+            "version": version,
         }
         write_private_atomically(partial / "meta.json", json.dumps(meta, indent=2).encode())
         final = parent / snapshot_id
@@ -178,6 +188,8 @@ class SnapshotStore:
                 export_size=meta["export_size"],
                 export_sha256=meta["export_sha256"],
                 path=path,
+                layout=meta.get("layout"),
+                version=meta.get("version"),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SnapshotError(f"unreadable snapshot {path}: {exc}") from None

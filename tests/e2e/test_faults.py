@@ -373,3 +373,88 @@ def test_connection_lost_mid_import(lab: LabInfo) -> None:
     report = next(m for m in json.loads(stdout)["members"] if m["name"] == "iris-b")
     assert ("synced" if state == "new" else "error") == report["status"]
     assert_converges(lab)
+
+
+def test_restore_across_storage_layouts_is_refused(lab: LabInfo) -> None:
+    """A 2025.1 snapshot is never loaded into a member upgraded to 2025.2 (^SECURITY)."""
+    import random
+
+    from mirrorsync.sim import seed
+
+    assert 0 == run_cli("sync", "-c", str(lab.config)).returncode
+    (old_snapshot,) = SnapshotStore(lab.directory / "state").all("LABMIRROR", "iris-c")
+    zv = "IRIS for UNIX (Ubuntu Server LTS for x86-64) 2025.2 (Build 227U) Mon Jul 7 2025"
+    for member in lab.members:
+        host = home(lab, member.name)
+        for name in ITEM_GLOBALS:
+            host.kill(name)
+        host.update_settings(zv=zv)
+        seed.write_security_baseline(host)
+        seed.write_clients(host, seed.make_clients(4, random.Random(9)), "security-flat")
+    before = dict(home(lab, "iris-c").nodes("SECURITY"))
+    result = run_cli(
+        "restore",
+        "-c",
+        str(lab.config),
+        "--member",
+        "iris-c",
+        "--snapshot",
+        old_snapshot.id,
+        "--yes",
+        "--format",
+        "json",
+    )
+    assert 1 == result.returncode
+    assert (
+        "restoring it would put the data where this IRIS does not read it"
+        in (json.loads(result.stdout)["refusal"])
+    )
+    assert before == dict(home(lab, "iris-c").nodes("SECURITY"))
+    assert [] == home(lab, "iris-c").nodes("OAuth2.Server.ClientD")
+
+
+def client_ids(lab: LabInfo, name: str) -> set[str]:
+    return {str(subs[0]) for subs, _ in home(lab, name).nodes("OAuth2.Server.ClientD") if subs}
+
+
+def test_max_deletes_holds_a_member_until_allowed(lab: LabInfo) -> None:
+    """More member-only records than safety.max_deletes: the member is held (exit 2) with the
+    reason, the others sync; --allow-deletes then deletes them (after a snapshot)."""
+    target = home(lab, "iris-b")
+    for index in range(4):  # 4 clients -> 8 data records (ClientD + MetaDataD), limit 5
+        target.set("OAuth2.Server.ClientD", (f"rogue-{index}",), "x")
+        target.set("OAuth2.Client.MetaDataD", (f"rogue-{index}",), "y")
+    old = nodes(lab, "iris-b")
+    result = run_cli("sync", "-c", str(lab.config), "--format", "json")
+    assert 2 == result.returncode, result.stdout
+    report = member_report(result, "iris-b")
+    assert ("drift", True) == (report["status"], "more than safety.max_deletes=5" in report["held"])
+    assert "synced" == member_report(result, "iris-c")["status"]
+    assert old == nodes(lab, "iris-b")
+    allowed = run_cli("sync", "-c", str(lab.config), "--allow-deletes")
+    assert 0 == allowed.returncode, allowed.stdout
+    assert nodes(lab, "iris-a") == nodes(lab, "iris-b")
+    assert len(SnapshotStore(lab.directory / "state").all("LABMIRROR", "iris-b")) == 1
+
+
+def test_failover_guard_keeps_records_of_the_former_primary(lab: LabInfo) -> None:
+    """After a failover, records only the former primary has (registered just before it
+    failed) and its newer edits are neither deleted nor overwritten until an operator decides."""
+    assert 0 == run_cli("sync", "-c", str(lab.config)).returncode  # baseline: iris-a primary
+    old_primary = home(lab, "iris-a")
+    old_primary.set("OAuth2.Server.ClientD", ("registered-before-failure",), "new client")
+    some_client = sorted(client_ids(lab, "iris-a"))[0]
+    old_primary.set("OAuth2.Server.ClientD", (some_client,), "rotated just before failure")
+    old_primary.update_settings(mirror_status="BACKUP")
+    home(lab, "iris-b").update_settings(mirror_status="PRIMARY")
+    before = nodes(lab, "iris-a")
+    result = run_cli("sync", "-c", str(lab.config), "--format", "json")
+    assert 2 == result.returncode, result.stdout
+    report = member_report(result, "iris-a")
+    assert "drift" == report["status"]
+    assert "present only on the former primary / other members" in report["held"]
+    assert "1 record(s) changed on this member" in report["held"]
+    assert before == nodes(lab, "iris-a")
+    allowed = run_cli("sync", "-c", str(lab.config), "--allow-deletes")
+    assert 0 == allowed.returncode
+    assert nodes(lab, "iris-b") == nodes(lab, "iris-a")

@@ -467,3 +467,43 @@ def test_ctrl_c_stops_at_a_safe_boundary_and_still_reports(lab: LabInfo) -> None
     assert "SIGINT received" in stdout
     assert "ERROR" == stdout.strip().splitlines()[-1]
     assert snapshot == all_nodes(member_home(lab, "iris-b"), ITEM_GLOBALS)
+
+
+def test_credentials_never_typed_at_an_os_auth_prompt(lab: LabInfo) -> None:
+    """With OS authentication on, configured credentials are not sent: typed at the %SYS>
+    prompt they would run as ObjectScript (here: a password that sets a global)."""
+    credentials = {"username": "mirrorsync", "password_env": "MS_TEST_PW"}
+    path = write_config(lab, "creds-os-auth.yaml", {"iris": {"credentials": credentials}})
+    result = run_cli("sync", "-c", str(path), env={"MS_TEST_PW": "set ^pwned=$H"})
+    assert 0 == result.returncode, result.stdout + result.stderr
+    for member in lab.members:
+        assert None is member_home(lab, member.name).get("pwned")
+
+
+def test_login_required_without_credentials_says_so(lab: LabInfo) -> None:
+    """OS authentication off and no credentials configured: the error says what to configure."""
+    for member in lab.members:
+        member_home(lab, member.name).update_settings(os_auth=False)
+    result = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    assert 1 == result.returncode
+    member = json.loads(result.stdout)["members"][0]
+    assert "iris.credentials is not configured" in member["error"]
+
+
+def test_no_fail_on_drift_is_refused_on_a_real_sync(lab: LabInfo) -> None:
+    """A real sync never exits 0 for a held member: --no-fail-on-drift there is a usage error."""
+    result = run_cli("sync", "-c", str(lab.config), "--no-fail-on-drift")
+    assert 64 == result.returncode
+    assert 0 == run_cli("sync", "-c", str(lab.config), "--dry-run", "--no-fail-on-drift").returncode
+
+
+def test_drift_compares_a_newer_primary_with_older_members(lab: LabInfo) -> None:
+    """During a rolling upgrade drift still compares (it writes nothing); sync refuses."""
+    newer = "IRIS for UNIX (Ubuntu Server LTS for x86-64) 2025.1.2 (Build 231U) Mon Jul 7 2025"
+    member_home(lab, "iris-a").update_settings(zv=newer)
+    drift = run_cli("drift", "-c", str(lab.config), "--format", "json")
+    assert 2 == drift.returncode, drift.stdout
+    assert {"in_sync", "drift"} == {m["status"] for m in json.loads(drift.stdout)["members"]}
+    sync = run_cli("sync", "-c", str(lab.config), "--format", "json")
+    assert 1 == sync.returncode
+    assert "newer to an older version is refused" in json.dumps(json.loads(sync.stdout))
