@@ -326,10 +326,21 @@ class Doctor:
     def _check_session(
         self, config: MemberConfig, member: MemberResult, terminal: IrisTerminal
     ) -> bool:
-        member.login = "password" if self.config.iris.credentials is not None else "os"
+        try:
+            # What the terminal itself does (it is asked, not assumed from the config).
+            asks = terminal.asks_login()
+        except MirrorsyncError as exc:
+            member.add(
+                "iris-session",
+                Status.FAIL,
+                f"`iris session` could not be started: {exc}",
+                "check iris_command, instance and sudo_user",
+            )
+            return False
+        member.login = "password" if asks else "os"
         how = (
-            "password login (iris.credentials)"
-            if member.login == "password"
+            "password login (the terminal asks; iris.credentials answer it)"
+            if asks
             else "OS authentication (no prompt)"
         )
         if config.sudo_user:
