@@ -11,7 +11,6 @@ import click
 from mirrorsync.config import load_config
 from mirrorsync.config.load import default_config_path
 from mirrorsync.config.model import MemberConfig
-from mirrorsync.errors import ConfigError
 
 if TYPE_CHECKING:
     from mirrorsync.core.engine import MemberLink
@@ -64,7 +63,7 @@ def doctor_command(config_path: Path | None, member_name: str | None, output_for
         m.name == member_name for mirror in config.mirrors for m in mirror.members
     ):
         known = ", ".join(m.name for mirror in config.mirrors for m in mirror.members)
-        raise ConfigError(f"{config.path}: no member named {member_name!r} (configured: {known})")
+        raise click.UsageError(f"--member {member_name}: no such member (configured: {known})")
 
     def connect(member: MemberConfig) -> MemberLink:
         return member_connection(config, member)

@@ -69,6 +69,12 @@ def status(config_path: Path | None, mirror_names: tuple[str, ...], output_forma
     from mirrorsync.service import status as service_status
 
     config = load_config(config_path or default_config_path())
+    known = {mirror.name for mirror in config.mirrors}
+    unknown = [name for name in mirror_names if name not in known]
+    if unknown:
+        raise click.UsageError(
+            f"--mirror {unknown[0]}: no such mirror (configured: {', '.join(sorted(known))})"
+        )
     mirrors = [config.mirror(n) for n in mirror_names] if mirror_names else list(config.mirrors)
     statuses = service_status.collect(config, mirrors)
     if output_format == "json":

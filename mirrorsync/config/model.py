@@ -80,6 +80,18 @@ class Credentials:
                 )
         elif self.password_file is not None:
             try:
+                mode = self.password_file.stat().st_mode & 0o777
+            except OSError as exc:
+                raise ConfigError(
+                    f"iris.credentials.password_file: cannot read {self.password_file}: "
+                    f"{exc.strerror}"
+                ) from None
+            if mode & 0o007:
+                raise ConfigError(
+                    f"iris.credentials.password_file: {self.password_file} is readable by every "
+                    f"user (mode {mode:04o}); run: chmod o-rwx {self.password_file}"
+                )
+            try:
                 text = self.password_file.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(

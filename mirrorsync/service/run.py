@@ -113,7 +113,11 @@ def run_one(
         seconds=state["duration_seconds"],
         abandoned=state["abandoned"],
     )
-    if hooks is not None:
+    if hooks is not None and stopped and _operator_stop(stopped[0]):
+        # A restart or an operator's Ctrl-C is not a failure worth paging anyone for; the state
+        # file still records the run as abandoned.
+        log.info("hooks.skipped", mirror=mirror.name, reason=stopped[0])
+    elif hooks is not None:
         hooks.fire(
             event_for(state["outcome"]),
             mirror.name,
@@ -148,6 +152,11 @@ def write_metrics_file(config: Config) -> None:
         write_textfile(path, make_registry(collector))
     except OSError as exc:
         log.error("metrics.write_failed", path=str(path), error=str(exc))
+
+
+def _operator_stop(reason: str) -> bool:
+    """Whether a run was stopped by a signal (shutdown, restart, Ctrl-C), not a deadline."""
+    return reason.startswith("the daemon is stopping") or reason.endswith(" received")
 
 
 INTERRUPTED = threading.Event()

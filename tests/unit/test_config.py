@@ -125,6 +125,10 @@ def test_credentials_resolve_late_and_never_echo(
     assert ("u", "s3cret-value") == Credentials(username="u", password_env="MS_PW").resolve()
     secret_file = tmp_path / "pw"
     secret_file.write_text("file-secret\n")
+    secret_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by every user"):
+        Credentials(username="u", password_file=secret_file).resolve()
+    secret_file.chmod(0o640)
     assert ("u", "file-secret") == Credentials(username="u", password_file=secret_file).resolve()
     monkeypatch.delenv("MS_PW")
     with pytest.raises(ConfigError, match="MS_PW is not set"):

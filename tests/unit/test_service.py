@@ -445,3 +445,12 @@ def test_signal_delivered_to_another_thread_is_acted_on_at_once() -> None:
         release.set()
         thread.join()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_operator_stops_are_told_from_deadlines() -> None:
+    """Runs stopped by a signal (restart, Ctrl-C) fire no failure hook; a deadline does."""
+    from mirrorsync.service.run import _operator_stop
+
+    assert _operator_stop("the daemon is stopping (SIGTERM)")
+    assert _operator_stop("SIGINT received")
+    assert not _operator_stop("run deadline of 1800s passed")
