@@ -115,12 +115,15 @@ def _node_row(node: NodeChange) -> tuple[str, str, str]:
     return f"node ({escape(node.key_text)})", _node_value(node.member), _node_value(node.primary)
 
 
-def _summary(kind: Kind, member_name: str, synced: bool) -> str:
+def _summary(kind: Kind, member_name: str, synced: bool, held: bool = False) -> str:
     if kind is Kind.ADDED:
         return "on the primary only: " + ("added" if synced else f"a sync adds it to {member_name}")
     if kind is Kind.REMOVED:
-        return f"on {member_name} only: " + ("deleted" if synced else "a sync deletes it")
-    return "replaced" if synced else "differs from the primary"
+        later = "held, not deleted (see 'held')" if held else "a sync deletes it"
+        return f"on {member_name} only: " + ("deleted" if synced else later)
+    if synced:
+        return "replaced"
+    return "differs from the primary" + (" (held, see 'held')" if held else "")
 
 
 def _origin_text(origin: Origin, member_name: str) -> str:
@@ -194,7 +197,7 @@ class _Text:
         self.out.append(f"    {'change':<8} {'record':<{width}}  what")
         for difference, record, label in zip(listed, records, labels, strict=True):
             kind = difference.kind
-            what = _summary(kind, member.name, synced)
+            what = _summary(kind, member.name, synced, bool(member.held))
             if record is not None and record.origin is not Origin.UNKNOWN:
                 origin = _origin_text(record.origin, member.name)
                 loud = record.origin is Origin.MEMBER_MODIFIED
@@ -333,7 +336,7 @@ def _md_table(report: MirrorReport, member: MemberReport, synced: bool) -> list[
                 if record
                 else md(f"^{difference.global_name}({difference.key_text})")
             )
-            what = md(_summary(difference.kind, member.name, synced))
+            what = md(_summary(difference.kind, member.name, synced, bool(member.held)))
             if record is not None and record.origin is Origin.MEMBER_MODIFIED:
                 what += "<br>**" + md(_origin_text(record.origin, member.name)) + "**"
             elif record is not None and record.origin is Origin.PENDING:

@@ -257,10 +257,19 @@ class Daemon:
                 f"{self.config_path}: state_dir changed ({old.state_dir} -> {new.state_dir}): "
                 "the locks live there, so this needs a restart, not a reload"
             )
-        if new.monitoring.metrics.port != old.monitoring.metrics.port or (
-            new.monitoring.metrics.address != old.monitoring.metrics.address
-        ):
-            log.warning("reload.metrics_listener_unchanged", note="takes effect after a restart")
+        # Compare with what is actually listening (not with the previous config: a second
+        # reload that changes the port back must not warn).
+        server = self.metrics_server
+        listening = (server.address, server.port) if server is not None else None
+        wanted = new.monitoring.metrics
+        wanted_listener = (wanted.address, wanted.port) if wanted.port is not None else None
+        if wanted_listener != listening:
+            log.warning(
+                "reload.metrics_listener_unchanged",
+                listening=listening,
+                configured=wanted_listener,
+                note="takes effect after a restart",
+            )
 
     def _finish(self) -> int:
         """After the scheduler loop ended: wait for running runs, flush hooks, clean up."""

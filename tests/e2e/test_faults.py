@@ -431,6 +431,8 @@ def test_max_deletes_holds_a_member_until_allowed(lab: LabInfo) -> None:
     assert ("drift", True) == (report["status"], "more than safety.max_deletes=5" in report["held"])
     assert "synced" == member_report(result, "iris-c")["status"]
     assert old == nodes(lab, "iris-b")
+    plan = run_cli("plan", "-c", str(lab.config))
+    assert "held, not deleted (see 'held')" in plan.stdout
     allowed = run_cli("sync", "-c", str(lab.config), "--allow-deletes")
     assert 0 == allowed.returncode, allowed.stdout
     assert nodes(lab, "iris-a") == nodes(lab, "iris-b")
