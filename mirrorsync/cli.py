@@ -16,11 +16,17 @@ import structlog
 from mirrorsync import __version__
 from mirrorsync.cli_doctor import doctor_command
 from mirrorsync.cli_hostkeys import hostkeys_group
+from mirrorsync.cli_options import (
+    config_option,
+    config_path_or_default,
+    connector,
+    load,
+    mirror_option,
+    select_mirrors,
+)
 from mirrorsync.cli_service import daemon, lock_wait_option, status
 from mirrorsync.config import load_config
-from mirrorsync.config.load import default_config_path
-from mirrorsync.config.model import Config, MemberConfig, MirrorConfig
-from mirrorsync.core.engine import MemberLink, MirrorRun, run_mirrors
+from mirrorsync.core.engine import MirrorRun, run_mirrors
 from mirrorsync.core.report import MirrorReport, combined_outcome, render_json
 from mirrorsync.errors import ConfigError, MirrorsyncError
 from mirrorsync.exitcodes import ExitStatus
@@ -28,26 +34,6 @@ from mirrorsync.logs import configure_logging
 from mirrorsync.service.lock import LockBusy, holding
 
 log = structlog.get_logger("mirrorsync.cli")
-
-
-def _config_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Configuration file [default: $MIRRORSYNC_CONFIG or /etc/mirrorsync/config.yaml].",
-    )(function)
-
-
-def _mirror_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--mirror",
-        "mirror_names",
-        multiple=True,
-        help="Only this mirror (repeatable) [default: every configured mirror].",
-    )(function)
 
 
 def _format_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,34 +78,6 @@ def main_group(log_level: str, log_format: str) -> None:
     configure_logging(log_level, log_format)  # type: ignore[arg-type]
 
 
-def _load(config_path: Path | None) -> Config:
-    return load_config(config_path or default_config_path())
-
-
-def _select(config: Config, names: Sequence[str]) -> list[MirrorConfig]:
-    if not names:
-        return list(config.mirrors)
-    known = {mirror.name for mirror in config.mirrors}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise click.UsageError(
-            f"--mirror {unknown[0]}: no such mirror in the configuration "
-            f"(configured: {', '.join(sorted(known))})"
-        )
-    return [config.mirror(name) for name in names]
-
-
-def _connector(config: Config) -> Callable[[MemberConfig], MemberLink]:
-    # Imported here so that `config validate` and `--help` never load paramiko.
-    from mirrorsync.ssh.endpoints import member_connection
-
-    def connect(member: MemberConfig) -> MemberLink:
-        # Through the member's jump host when one is configured (issue 6).
-        return member_connection(config, member)
-
-    return connect
-
-
 def _emit(reports: Sequence[MirrorReport], output_format: str) -> NoReturn:
     from mirrorsync.core.render import render_markdown, render_text
 
@@ -144,8 +102,8 @@ def _emit(reports: Sequence[MirrorReport], output_format: str) -> NoReturn:
 
 
 @main_group.command()
-@_config_option
-@_mirror_option
+@config_option
+@mirror_option
 @_format_option
 @lock_wait_option
 def drift(
@@ -158,17 +116,17 @@ def drift(
     """
     from mirrorsync.service.run import run_mirrors_locked
 
-    config = _load(config_path)
-    mirrors = _select(config, mirror_names)
+    config = load(config_path)
+    mirrors = select_mirrors(config, mirror_names)
     _emit(
-        run_mirrors_locked(config, mirrors, _connector(config), "drift", lock_wait=lock_wait),
+        run_mirrors_locked(config, mirrors, connector(config), "drift", lock_wait=lock_wait),
         output_format,
     )
 
 
 @main_group.command()
-@_config_option
-@_mirror_option
+@config_option
+@mirror_option
 @_format_option
 @click.option(
     "--dry-run",
@@ -202,18 +160,18 @@ def sync(
     if not dry_run and not click.get_current_context().meta.get("fail_on_drift", True):
         # A held member (deletion guard) must never look like success.
         raise click.UsageError("--no-fail-on-drift applies to drift, plan and sync --dry-run")
-    config = _load(config_path)
-    mirrors = _select(config, mirror_names)
+    config = load(config_path)
+    mirrors = select_mirrors(config, mirror_names)
     if dry_run:  # a plan writes nothing anywhere: no lock, no state
         _emit(
-            run_mirrors(config, mirrors, _connector(config), "plan", allow_deletes=allow_deletes),
+            run_mirrors(config, mirrors, connector(config), "plan", allow_deletes=allow_deletes),
             output_format,
         )
     _emit(
         run_mirrors_locked(
             config,
             mirrors,
-            _connector(config),
+            connector(config),
             "sync",
             lock_wait=lock_wait,
             allow_deletes=allow_deletes,
@@ -223,8 +181,8 @@ def sync(
 
 
 @main_group.command()
-@_config_option
-@_mirror_option
+@config_option
+@mirror_option
 @_format_option
 @click.option(
     "--allow-deletes",
@@ -238,12 +196,12 @@ def plan(
 
     Exits like drift: 0 nothing to do, 2 changes pending, 3 partial, 1 error.
     """
-    config = _load(config_path)
+    config = load(config_path)
     _emit(
         run_mirrors(
             config,
-            _select(config, mirror_names),
-            _connector(config),
+            select_mirrors(config, mirror_names),
+            connector(config),
             "plan",
             allow_deletes=allow_deletes,
         ),
@@ -257,11 +215,11 @@ def config_group() -> None:
 
 
 @config_group.command("validate")
-@_config_option
+@config_option
 def config_validate(config_path: Path | None) -> None:
     """Validate the configuration file and the files it names: prints OK, or every error
     (exit 78)."""
-    path = config_path or default_config_path()
+    path = config_path_or_default(config_path)
     config = load_config(path)
     problems = [
         f"{path}: {what} {file} does not exist"
@@ -315,8 +273,8 @@ def snapshots_group() -> None:
 
 
 @snapshots_group.command("list")
-@_config_option
-@_mirror_option
+@config_option
+@mirror_option
 @_format_option
 @click.option("--member", default=None, help="Only this member.")
 def snapshots_list(
@@ -328,9 +286,11 @@ def snapshots_list(
     """List kept snapshots, newest first (reads local state only)."""
     from mirrorsync.core.snapshots import SnapshotStore
 
-    config = _load(config_path)
+    config = load(config_path)
     store = SnapshotStore(config.state_dir)
-    found = [s for mirror in _select(config, mirror_names) for s in store.all(mirror.name, member)]
+    found = [
+        s for mirror in select_mirrors(config, mirror_names) for s in store.all(mirror.name, member)
+    ]
     if output_format == "json":
         click.echo(json.dumps([s.as_dict() for s in found], indent=2))
         return
@@ -347,7 +307,7 @@ def snapshots_list(
 
 
 @main_group.command()
-@_config_option
+@config_option
 @_format_option
 @click.option(
     "--mirror", "mirror_name", default=None, help="The member's mirror [default: the only one]."
@@ -369,7 +329,7 @@ def restore(
 
     The member's current state is snapshotted first. Exit 0 restored and verified, 1 not.
     """
-    config = _load(config_path)
+    config = load(config_path)
     if mirror_name is None and len(config.mirrors) > 1:
         raise click.UsageError("several mirrors are configured: name one with --mirror")
     mirror = config.mirror(mirror_name) if mirror_name else config.mirrors[0]
@@ -379,7 +339,7 @@ def restore(
     ):
         click.echo("not restored", err=True)
         raise SystemExit(ExitStatus.ERROR)
-    run = MirrorRun(config, mirror, _connector(config))
+    run = MirrorRun(config, mirror, connector(config))
     with holding(config.state_dir, [mirror.name]):  # writes a member: the one mirror lock
         report = run.restore(member, snapshot_id, allow_primary=allow_primary)
     _emit([report], output_format)

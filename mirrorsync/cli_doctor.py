@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from mirrorsync.config import load_config
-from mirrorsync.config.load import default_config_path
-from mirrorsync.config.model import MemberConfig
-
-if TYPE_CHECKING:
-    from mirrorsync.core.engine import MemberLink
+from mirrorsync.cli_options import config_option, connector, load
 
 
 @click.command("doctor")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Configuration file [default: $MIRRORSYNC_CONFIG or /etc/mirrorsync/config.yaml].",
-)
+@config_option
 @click.option(
     "--member",
     "member_name",
@@ -56,19 +44,15 @@ def doctor_command(config_path: Path | None, member_name: str | None, output_for
       78 invalid configuration
     """
     from mirrorsync.doctor import run_doctor
-    from mirrorsync.ssh.endpoints import member_connection
 
-    config = load_config(config_path or default_config_path())
+    config = load(config_path)
     if member_name is not None and not any(
         m.name == member_name for mirror in config.mirrors for m in mirror.members
     ):
         known = ", ".join(m.name for mirror in config.mirrors for m in mirror.members)
         raise click.UsageError(f"--member {member_name}: no such member (configured: {known})")
 
-    def connect(member: MemberConfig) -> MemberLink:
-        return member_connection(config, member)
-
-    report = run_doctor(config, connect, member=member_name)
+    report = run_doctor(config, connector(config), member=member_name)
     if output_format == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -10,11 +10,8 @@ from pathlib import Path
 
 import click
 
-from mirrorsync.config import load_config
-from mirrorsync.config.load import default_config_path
+from mirrorsync.cli_options import config_option, load, mirror_option, select_mirrors
 from mirrorsync.exitcodes import ExitStatus
-
-_CONFIG_HELP = "Configuration file [default: $MIRRORSYNC_CONFIG or /etc/mirrorsync/config.yaml]."
 
 
 @click.group("hostkeys")
@@ -23,8 +20,8 @@ def hostkeys_group() -> None:
 
 
 @hostkeys_group.command("scan")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--mirror", "mirror_names", multiple=True, help="Only this mirror (repeatable).")
+@config_option
+@mirror_option
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 def scan_command(
     config_path: Path | None, mirror_names: tuple[str, ...], output_format: str
@@ -35,8 +32,8 @@ def scan_command(
     """
     from mirrorsync.ssh.pinning import PinStatus, scan_members
 
-    config = load_config(config_path or default_config_path())
-    mirrors = [config.mirror(n) for n in mirror_names] if mirror_names else list(config.mirrors)
+    config = load(config_path)
+    mirrors = select_mirrors(config, mirror_names)
     scans = scan_members(config, mirrors)
     if output_format == "json":
         click.echo(
@@ -59,7 +56,7 @@ def scan_command(
 
 
 @hostkeys_group.command("trust")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
 @click.option("--member", "member_name", required=True, help="The member whose key to pin.")
 @click.option("--mirror", "mirror_name", default=None, help="The member's mirror, if ambiguous.")
 @click.option("--jump", is_flag=True, help="Pin the member's jump host instead of the member.")
@@ -85,7 +82,7 @@ def trust_command(
     """
     from mirrorsync.ssh.pinning import PinStatus, append_pin, find_member, scan_for_trust
 
-    config = load_config(config_path or default_config_path())
+    config = load(config_path)
     member = find_member(config, member_name, mirror_name)
     scan = scan_for_trust(config, member, jump=jump)
     where = f"{scan.target} ({scan.host}:{scan.port})"

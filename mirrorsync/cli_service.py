@@ -8,21 +8,19 @@ from typing import Any
 
 import click
 
+from mirrorsync.cli_options import (
+    config_option,
+    config_path_or_default,
+    connector,
+    load,
+    mirror_option,
+    select_mirrors,
+)
 from mirrorsync.config import load_config
-from mirrorsync.config.load import default_config_path
-
-CONFIG_HELP = "Configuration file [default: $MIRRORSYNC_CONFIG or /etc/mirrorsync/config.yaml]."
 
 
 @click.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=CONFIG_HELP,
-)
+@config_option
 def daemon(config_path: Path | None) -> None:
     """Run every mirror on its schedule until SIGTERM (the systemd service).
 
@@ -30,29 +28,16 @@ def daemon(config_path: Path | None) -> None:
     SIGINT stops at a safe step boundary and exits 0. Speaks systemd's notify protocol when
     $NOTIFY_SOCKET is set.
     """
-    from mirrorsync.cli import _connector
     from mirrorsync.service.daemon import Daemon
 
-    path = config_path or default_config_path()
+    path = config_path_or_default(config_path)
     config = load_config(path)
-    raise SystemExit(Daemon(path.absolute(), config, _connector).serve())
+    raise SystemExit(Daemon(path.absolute(), config, connector).serve())
 
 
 @click.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=CONFIG_HELP,
-)
-@click.option(
-    "--mirror",
-    "mirror_names",
-    multiple=True,
-    help="Only this mirror (repeatable) [default: every configured mirror].",
-)
+@config_option
+@mirror_option
 @click.option(
     "--format",
     "output_format",
@@ -68,14 +53,8 @@ def status(config_path: Path | None, mirror_names: tuple[str, ...], output_forma
     """
     from mirrorsync.service import status as service_status
 
-    config = load_config(config_path or default_config_path())
-    known = {mirror.name for mirror in config.mirrors}
-    unknown = [name for name in mirror_names if name not in known]
-    if unknown:
-        raise click.UsageError(
-            f"--mirror {unknown[0]}: no such mirror (configured: {', '.join(sorted(known))})"
-        )
-    mirrors = [config.mirror(n) for n in mirror_names] if mirror_names else list(config.mirrors)
+    config = load(config_path)
+    mirrors = select_mirrors(config, mirror_names)
     statuses = service_status.collect(config, mirrors)
     if output_format == "json":
         click.echo(service_status.render_json(statuses))

@@ -341,7 +341,7 @@ def test_primary_without_item_globals_is_not_copied(lab: LabInfo) -> None:
 
 def test_stop_request_abandons_at_a_safe_boundary(lab: LabInfo) -> None:
     """A stop request (deadline, SIGTERM) ends the run before the next step, touching nothing."""
-    from mirrorsync.cli import _connector
+    from mirrorsync.cli_options import connector
     from mirrorsync.config import load_config
     from mirrorsync.core.engine import MirrorRun
 
@@ -353,7 +353,7 @@ def test_stop_request_abandons_at_a_safe_boundary(lab: LabInfo) -> None:
         asked.append("checked")
         return "deadline of 0s passed" if len(asked) > 1 else None
 
-    report = MirrorRun(config, config.mirrors[0], _connector(config), stop=stop).sync()
+    report = MirrorRun(config, config.mirrors[0], connector(config), stop=stop).sync()
     assert "ERROR" == report.outcome.value
     assert report.refusal is not None
     assert "stopped before the export" in report.refusal
