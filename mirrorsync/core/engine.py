@@ -1013,13 +1013,3 @@ def run_mirrors(
         else:
             reports.append(run.drift())
     return reports
-
-
-def summary_counts(reports: Sequence[MirrorReport]) -> Mapping[str, int]:
-    """How many members ended in each status (for logs)."""
-    counts: dict[str, int] = {}
-    for report in reports:
-        for member in report.members:
-            key = member.status.value if member.status else "not_handled"
-            counts[key] = counts.get(key, 0) + 1
-    return counts

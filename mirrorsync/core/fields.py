@@ -185,11 +185,6 @@ INDEXES: tuple[IndexSpec, ...] = (
 )
 
 
-def sqlupper(value: str) -> str:
-    """The SQLUPPER collation of a short string as the unique index stores it (leading space)."""
-    return " " + value.upper()
-
-
 def layout_for(global_name: str, version: VersionTuple | None) -> Layout | None:
     """The field map of ``global_name`` for IRIS ``version``, if one is known."""
     for layout in LAYOUTS:

@@ -83,9 +83,7 @@ def _node_value(value: Hidden | None) -> str:
     return f"value {value.fingerprint}" if value.present else f'"" {value.fingerprint}'
 
 
-def field_lines(
-    record: RecordExplanation, member_name: str, primary_name: str
-) -> list[tuple[str, str, str]]:
+def field_lines(record: RecordExplanation, member_name: str) -> list[tuple[str, str, str]]:
     """(field, on member, on primary) rows of a changed record."""
     rows: list[tuple[str, str, str]] = []
     for change in record.fields:
@@ -209,7 +207,7 @@ class _Text:
                 continue
             if record.note:
                 self.out.append("      " + self.style(escape(record.note), "dim"))
-            rows = field_lines(record, member.name, report.primary or "primary")
+            rows = field_lines(record, member.name)
             if rows:
                 self._fields(rows, member.name, report.primary or "primary")
         if len(member.differences) > MAX_LISTED:
@@ -345,7 +343,7 @@ def _md_table(report: MirrorReport, member: MemberReport, synced: bool) -> list[
             if record is not None:
                 if record.note:
                     details.append("_" + md(record.note) + "_")
-                for name, on_member, on_primary in field_lines(record, member.name, primary):
+                for name, on_member, on_primary in field_lines(record, member.name):
                     cell = f"**{md(name, escaped=True)}**: {md(on_member, escaped=True)}"
                     if on_primary:
                         cell += f" → {md(on_primary, escaped=True)} (on {md(primary)})"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mirrorsync.core.diff import Difference, Kind
+from mirrorsync.core.diff import Difference
 from mirrorsync.core.explain import MemberExplanation
 from mirrorsync.exitcodes import ExitStatus
 
@@ -148,47 +148,3 @@ def render_json(reports: Sequence[MirrorReport]) -> str:
         "mirrors": [r.as_dict() for r in reports],
     }
     return json.dumps(document, indent=2, ensure_ascii=True)
-
-
-_KIND_TEXT = {
-    Kind.ADDED: "missing on member (on primary only)",
-    Kind.REMOVED: "extra on member (not on primary)",
-    Kind.CHANGED: "differs from primary",
-}
-_MAX_LISTED = 50
-
-
-def render_text(reports: Sequence[MirrorReport]) -> str:
-    """A per-member summary; the last line is the outcome word."""
-    out: list[str] = []
-    for report in reports:
-        out.append(f"mirror {report.mirror}: {report.action}, primary {report.primary or '-'}")
-        if report.refusal:
-            out.append(f"  REFUSED: {report.refusal}")
-        for warning in report.warnings:
-            out.append(f"  warning: {warning}")
-        for member in report.members:
-            role = member.role or "?"
-            version = f" IRIS {member.version}" if member.version else ""
-            status = member.status.value if member.status else "not handled"
-            line = f"  {member.name} ({role}{version}): {status}"
-            if member.differences:
-                verb = "brought in line" if member.status == MemberStatus.SYNCED else "differ"
-                line += f", {len(member.differences)} record(s) {verb}"
-            out.append(line)
-            if member.error:
-                out.append(f"    {member.error}")
-            if member.held:
-                out.append(f"    held: {member.held}")
-            if member.snapshot:
-                out.append(f"    snapshot before import: {member.snapshot}")
-            for difference in member.differences[:_MAX_LISTED]:
-                out.append(
-                    f"    {difference.kind.value:<8} ^{difference.global_name}"
-                    f"({difference.key_text})  {_KIND_TEXT[difference.kind]}"
-                )
-            if len(member.differences) > _MAX_LISTED:
-                hidden = len(member.differences) - _MAX_LISTED
-                out.append(f"    ... and {hidden} more (use --format json for all)")
-    out.append(combined_outcome(reports).value)
-    return "\n".join(out)

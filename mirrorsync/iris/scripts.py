@@ -14,8 +14,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 
-SENTINEL_PREFIX = "<<MS:"
-
 
 def new_token() -> str:
     """A fresh random token that ties a frame to one call."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mirrorsync.core.backup import write_private_atomically
-from mirrorsync.core.report import MemberStatus, MirrorReport, Outcome
+from mirrorsync.core.report import MirrorReport, Outcome
 
 STATE_FORMAT = 1
 SUCCESS_OUTCOMES = frozenset({Outcome.IN_SYNC.value, Outcome.SYNCED.value})
@@ -147,8 +147,3 @@ def previous_state(state_dir: Path, mirror: str) -> dict[str, Any] | None:
         return read_state(state_dir, mirror)
     except ValueError:
         return None
-
-
-def is_member_failure(status: str | None) -> bool:
-    """Whether a member status in a state file is a failure (for summaries)."""
-    return status in (MemberStatus.ERROR.value, MemberStatus.UNREACHABLE.value, None)

@@ -21,6 +21,7 @@ from mirrorsync.sim.errors import (
     status_errors,
     status_text,
 )
+from mirrorsync.sim.host import MIRROR_STATUS_DISPLAY
 
 if TYPE_CHECKING:
     import tree_sitter
@@ -58,20 +59,6 @@ def obj_load(interp: Interpreter, args: Args) -> str:
 
 
 # -- %SYSTEM.Mirror (facts §5) --------------------------------------------------------------------
-
-_MEMBER_STATUS_DISPLAY = {
-    # CONFIRMED (facts §5): the code maps NOTINIT to "Not initialized" (lower-case i).
-    "NOTINIT": "Not initialized",
-    "PRIMARY": "Primary",
-    "BACKUP": "Backup",
-    "CONNECTED": "Connected",
-    "TRANSITION": "Transition",
-    "SYNCHRONIZING": "Synchronizing",
-    "WAITING": "Waiting",
-    "STOPPED": "Stopped",
-    "CRASHED": "Crashed",
-    "DOWN": "Down",
-}
 
 
 def mirror_is_member(interp: Interpreter, args: Args) -> str:
@@ -111,7 +98,7 @@ def mirror_status(interp: Interpreter, args: Args) -> str:
 def mirror_member_status(interp: Interpreter, args: Args) -> str:
     """A ``$LIST`` whose first element is the display form of the status."""
     status = mirror_status(interp, args)
-    display = _MEMBER_STATUS_DISPLAY.get(status, status.title())
+    display = MIRROR_STATUS_DISPLAY.get(status, status.title())
     return listcodec.encode([display])
 
 

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from mirrorsync.sim.host import HostSettings
-
-_MIRROR_STATUS_WORD = {
-    "PRIMARY": "Primary",
-    "BACKUP": "Backup",
-    "CONNECTED": "Connected",
-    "TRANSITION": "Transition",
-    "SYNCHRONIZING": "Synchronizing",
-    "WAITING": "Waiting",
-    "STOPPED": "Stopped",
-    "CRASHED": "Crashed",
-}
+from mirrorsync.sim.host import MIRROR_STATUS_DISPLAY, HostSettings
 
 
 def version_id(settings: HostSettings) -> str:
@@ -32,7 +21,7 @@ def _mirror(settings: HostSettings) -> tuple[str, str]:
     """Mirror member type and status words (blank when not a member)."""
     if not settings.mirror_is_member:
         return "", ""
-    status = _MIRROR_STATUS_WORD.get(settings.mirror_status, settings.mirror_status.title())
+    status = MIRROR_STATUS_DISPLAY.get(settings.mirror_status, settings.mirror_status.title())
     return settings.mirror_member_type, status
 
 

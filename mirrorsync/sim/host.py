@@ -66,6 +66,22 @@ class UserSpec:
         return cls(password_hash=hash_password(password), roles=roles)
 
 
+# The display form of a mirror status: $SYSTEM.Mirror.GetMemberStatus() and `iris qlist`.
+MIRROR_STATUS_DISPLAY = {
+    # CONFIRMED (facts §5): the code maps NOTINIT to "Not initialized" (lower-case i).
+    "NOTINIT": "Not initialized",
+    "PRIMARY": "Primary",
+    "BACKUP": "Backup",
+    "CONNECTED": "Connected",
+    "TRANSITION": "Transition",
+    "SYNCHRONIZING": "Synchronizing",
+    "WAITING": "Waiting",
+    "STOPPED": "Stopped",
+    "CRASHED": "Crashed",
+    "DOWN": "Down",
+}
+
+
 @dataclass(frozen=True)
 class HostSettings:
     """Configuration of one simulated instance (JSON-serialisable via :meth:`to_json`)."""

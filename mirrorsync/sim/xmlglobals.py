@@ -106,15 +106,6 @@ def zv_attribute(zv: str) -> str:
     return match.group(1) if match else zv
 
 
-@dataclass
-class _Item:
-    """One export item."""
-
-    text: str
-    ref: Ref | None = None
-    error: str | None = None
-
-
 def _split_items(items: str) -> list[str]:
     """Split on commas outside quotes and parentheses."""
     parts: list[str] = []

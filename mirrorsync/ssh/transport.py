@@ -395,14 +395,6 @@ class SshConnection:
         assert self._transport is not None
         return self._transport
 
-    def fingerprints(self) -> dict[str, str]:
-        """Return the host keys pinned for this member in known_hosts: key type -> fingerprint.
-
-        Reads only the known_hosts file; nothing is sent over the network.
-        """
-        pinned = load_pinned_keys(self.settings.known_hosts, self.endpoint.host, self.endpoint.port)
-        return {key.get_name(): fingerprint(key) for key in pinned.trusted}
-
     # -- commands --------------------------------------------------------------------------------
 
     def run(self, argv: Sequence[str], *, stdin: bytes = b"", timeout: float) -> CommandResult:
